@@ -1,0 +1,173 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/structs"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/dlsse/dlsse/gateway"
+	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// Config is everything dlsse can be told. Keys are the koanf tags: the YAML
+// key, the environment variable DLSSE_<KEY upper-cased>, and the flag
+// -<key with dashes>. Later sources win: defaults, file, environment, flags.
+type Config struct {
+	Listen      string `koanf:"listen"`
+	UpstreamURL string `koanf:"upstream_url"`
+	PublicURL   string `koanf:"public_url"`
+	LogLevel    string `koanf:"log_level"`
+	LogFormat   string `koanf:"log_format"`
+
+	Heartbeat       time.Duration `koanf:"heartbeat"`
+	Retry           time.Duration `koanf:"retry"`
+	ShutdownJitter  time.Duration `koanf:"shutdown_jitter"`
+	SSEWriteTimeout time.Duration `koanf:"sse_write_timeout"`
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+
+	ReplayBuffer int           `koanf:"replay_buffer"`
+	MaxBatch     int           `koanf:"max_batch_bytes"`
+	IdleGrace    time.Duration `koanf:"idle_grace"`
+	VerifyTTL    time.Duration `koanf:"verify_ttl"`
+	BackoffBase  time.Duration `koanf:"backoff_base"`
+	BackoffMax   time.Duration `koanf:"backoff_max"`
+
+	UpstreamTimeout   time.Duration `koanf:"upstream_timeout"`
+	UpstreamKeepalive time.Duration `koanf:"upstream_keepalive"`
+}
+
+// defaults is the configuration before any source is read.
+func defaults() Config {
+	return Config{
+		Listen:            ":8080",
+		UpstreamURL:       upstream.DefaultBaseURL,
+		LogLevel:          "info",
+		LogFormat:         "json",
+		Heartbeat:         gateway.DefaultHeartbeat,
+		Retry:             gateway.DefaultRetry,
+		ShutdownJitter:    gateway.DefaultShutdownJitter,
+		SSEWriteTimeout:   gateway.DefaultSSEWriteTimeout,
+		ShutdownTimeout:   10 * time.Second,
+		ReplayBuffer:      session.DefaultReplayBuffer,
+		MaxBatch:          session.DefaultMaxBatch,
+		IdleGrace:         session.DefaultIdleGrace,
+		VerifyTTL:         session.DefaultVerifyTTL,
+		BackoffBase:       session.DefaultBackoffBase,
+		BackoffMax:        session.DefaultBackoffMax,
+		UpstreamTimeout:   20 * time.Second,
+		UpstreamKeepalive: 20 * time.Second,
+	}
+}
+
+// flagUsage documents each key once; it is the -help text and the list of
+// flags.
+var flagUsage = map[string]string{
+	"listen":             "address to listen on",
+	"upstream_url":       "Direct Line base URL (/v3/directline/... is appended)",
+	"public_url":         "base URL written into streamUrl (default: from each request's Host)",
+	"log_level":          "debug, info, warn or error",
+	"log_format":         "json or console",
+	"heartbeat":          "idle time before a stream gets a keepalive comment",
+	"retry":              "SSE retry hint sent at the start of every stream",
+	"shutdown_jitter":    "random extra added to the retry hint sent at shutdown",
+	"sse_write_timeout":  "a stream write that takes longer drops the client as slow",
+	"shutdown_timeout":   "how long shutdown may take",
+	"replay_buffer":      "activities kept per conversation for resume and slow readers",
+	"max_batch_bytes":    "bytes a stream writes in one go",
+	"idle_grace":         "how long a conversation's upstream socket stays open after its last subscriber left",
+	"verify_ttl":         "how long a credential Direct Line accepted is trusted without asking again",
+	"backoff_base":       "first reconnect delay ceiling (exponential, full jitter)",
+	"backoff_max":        "largest reconnect delay",
+	"upstream_timeout":   "timeout of a REST call dlsse makes to Direct Line for itself",
+	"upstream_keepalive": "how often an upstream socket sends a keepalive",
+}
+
+// loadConfig reads defaults, then the YAML file (if any), then DLSSE_*
+// environment variables, then the flags that were set.
+func loadConfig(fs *flag.FlagSet, path string, environ func(string) string) (Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(toMap(defaults()), "."), nil); err != nil {
+		return Config{}, err
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	envProvider := env.Provider(".", env.Opt{
+		Prefix: "DLSSE_",
+		TransformFunc: func(key, value string) (string, any) {
+			return strings.ToLower(strings.TrimPrefix(key, "DLSSE_")), value
+		},
+		EnvironFunc: environList(environ),
+	})
+	if err := k.Load(envProvider, nil); err != nil {
+		return Config{}, err
+	}
+	set := map[string]any{}
+	fs.Visit(func(f *flag.Flag) {
+		key := strings.ReplaceAll(f.Name, "-", "_")
+		if _, known := flagUsage[key]; known {
+			set[key] = f.Value.String()
+		}
+	})
+	if err := k.Load(confmap.Provider(set, "."), nil); err != nil {
+		return Config{}, err
+	}
+	var cfg Config
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return cfg, cfg.validate()
+}
+
+func (c Config) validate() error {
+	switch c.LogFormat {
+	case "json", "console":
+	default:
+		return fmt.Errorf("config: log_format must be json or console, not %q", c.LogFormat)
+	}
+	if c.Heartbeat <= 0 || c.Retry <= 0 || c.ReplayBuffer <= 0 {
+		return fmt.Errorf("config: heartbeat, retry and replay_buffer must be positive")
+	}
+	return nil
+}
+
+// registerFlags defines one string flag per key; values are parsed by the
+// config loader with the other sources.
+func registerFlags(fs *flag.FlagSet) {
+	d := toMap(defaults())
+	for key, usage := range flagUsage {
+		fs.String(strings.ReplaceAll(key, "_", "-"), "", fmt.Sprintf("%s (default %v; env DLSSE_%s)", usage, d[key], strings.ToUpper(key)))
+	}
+}
+
+// toMap turns a Config into koanf's key map.
+func toMap(c Config) map[string]any {
+	k := koanf.New(".")
+	_ = k.Load(structs.Provider(c, "koanf"), nil)
+	return k.All()
+}
+
+// environList adapts a getenv-like function to koanf's environment list.
+func environList(getenv func(string) string) func() []string {
+	return func() []string {
+		var out []string
+		for key := range flagUsage {
+			name := "DLSSE_" + strings.ToUpper(key)
+			if v := getenv(name); v != "" {
+				out = append(out, name+"="+v)
+			}
+		}
+		return out
+	}
+}

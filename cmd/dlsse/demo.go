@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/dlsse/dlsse/upstream/directlinetest"
+)
+
+// startDemoUpstream starts the in-repo Direct Line fake with its echo bot.
+// It is the only place production code touches directlinetest.
+func startDemoUpstream() *directlinetest.Server {
+	return directlinetest.NewServer()
+}
+
+// printDemoHelp prints ready-to-paste commands for the demo.
+func printDemoHelp(w io.Writer, cfg Config, secret string) {
+	base := cfg.PublicURL
+	if base == "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			host, port = "", "8080"
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		base = "http://" + net.JoinHostPort(host, port)
+	}
+	base = strings.TrimRight(base, "/")
+	fmt.Fprintf(w, `
+dlsse demo: a Direct Line fake with an echo bot runs inside this process.
+Paste this into another terminal:
+
+  # start a conversation: 201 Created, and a streamUrl that points at dlsse
+  CONV_JSON=$(curl -s -X POST %[1]s/v3/directline/conversations -H 'Authorization: Bearer %[2]s')
+  echo "$CONV_JSON"
+  CONV=$(echo "$CONV_JSON" | sed -E 's/.*"conversationId":"([^"]+)".*/\1/')
+  STREAM=$(echo "$CONV_JSON" | sed -E 's/.*"streamUrl":"([^"]+)".*/\1/')
+
+  # watch the stream (Server-Sent Events) in the background
+  curl -N "$STREAM" &
+
+  # say hello: the stream prints your message, a typing event, then "echo: hello"
+  curl -s -X POST %[1]s/v3/directline/conversations/$CONV/activities \
+    -H 'Authorization: Bearer %[2]s' -H 'Content-Type: application/json' \
+    -d '{"type":"message","from":{"id":"user1"},"text":"hello"}'
+
+  kill %%1   # stop watching
+
+`, base, secret)
+}

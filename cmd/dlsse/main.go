@@ -1,0 +1,130 @@
+// Command dlsse is a Direct Line 3.0 gateway that serves bot activities as
+// Server-Sent Events. main only wires: configuration, logger, upstream
+// client, sessions, gateway; then it serves until a signal and shuts down.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dlsse/dlsse/gateway"
+	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "dlsse:", err)
+		os.Exit(1)
+	}
+}
+
+// run is main with its inputs made explicit, for tests.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file")
+	demo := fs.Bool("demo", false, "run with an in-process Direct Line fake and an echo bot (no network, no secret)")
+	registerFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(fs, *configPath, getenv)
+	if err != nil {
+		return err
+	}
+	lg, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *demo {
+		fake := startDemoUpstream()
+		defer fake.Close()
+		cfg.UpstreamURL = fake.URL
+		printDemoHelp(stdout, cfg, fake.Secret())
+	}
+	return serve(ctx, cfg, lg)
+}
+
+// serve runs the gateway until ctx ends, then shuts it down within
+// cfg.ShutdownTimeout.
+func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
+	up, err := upstream.New(upstream.Config{
+		BaseURL:        cfg.UpstreamURL,
+		RequestTimeout: cfg.UpstreamTimeout,
+		Keepalive:      cfg.UpstreamKeepalive,
+	})
+	if err != nil {
+		return err
+	}
+	sessions := session.NewManager(up, session.Config{
+		ReplayBuffer: cfg.ReplayBuffer,
+		IdleGrace:    cfg.IdleGrace,
+		VerifyTTL:    cfg.VerifyTTL,
+		BackoffBase:  cfg.BackoffBase,
+		BackoffMax:   cfg.BackoffMax,
+		MaxBatch:     cfg.MaxBatch,
+		Logger:       lg,
+	})
+	gw := gateway.New(gateway.Config{
+		PublicURL:       cfg.PublicURL,
+		Heartbeat:       cfg.Heartbeat,
+		Retry:           cfg.Retry,
+		ShutdownJitter:  cfg.ShutdownJitter,
+		SSEWriteTimeout: cfg.SSEWriteTimeout,
+		Logger:          lg,
+	}, up, sessions)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	lg.Info().Str("listen", ln.Addr().String()).Str("upstream", cfg.UpstreamURL).Msg("dlsse serving")
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	lg.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = errors.Join(gw.Shutdown(sctx), sessions.Close(sctx))
+	if serr := <-served; serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		lg.Warn().Err(err).Msg("shutdown incomplete")
+		return err
+	}
+	lg.Info().Msg("stopped")
+	return nil
+}
+
+// newLogger builds the process logger: JSON by default, console for humans.
+func newLogger(cfg Config, w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return zerolog.Logger{}, fmt.Errorf("config: log_level: %w", err)
+	}
+	if cfg.LogFormat == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}

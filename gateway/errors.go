@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// Direct Line error codes the gateway itself answers with.
+const (
+	codeBadArgument         = "BadArgument"
+	codeNotFound            = "NotFound"
+	codeUpstreamUnavailable = "UpstreamUnavailable"
+	codeServiceUnavailable  = "ServiceUnavailable"
+	codeTooLarge            = "MessageSizeTooBig"
+	codeInternal            = "ServiceError"
+)
+
+// apiError is an error the gateway answers itself, in Direct Line's shape.
+type apiError struct {
+	status     int
+	code       string
+	message    string
+	retryAfter time.Duration
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func newError(status int, code, message string) *apiError {
+	return &apiError{status: status, code: code, message: message}
+}
+
+// errorJSON is the body of every error answer.
+func errorJSON(code, message string) []byte {
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = code, message
+	b, _ := json.Marshal(body)
+	return b
+}
+
+// toAPIError maps any error to the answer a client gets. It is the one
+// place where errors become statuses.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	var up *upstream.APIError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.As(err, &up):
+		code, msg := up.Code, up.Message
+		if code == "" {
+			code = http.StatusText(up.Status)
+		}
+		if msg == "" {
+			msg = "Direct Line answered " + strconv.Itoa(up.Status)
+		}
+		return &apiError{status: up.Status, code: code, message: msg, retryAfter: up.RetryAfter}
+	case errors.Is(err, upstream.ErrUnavailable), errors.Is(err, session.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
+			message: "Direct Line is unavailable; retry later", retryAfter: 5 * time.Second}
+	case errors.Is(err, session.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, code: codeServiceUnavailable,
+			message: "the gateway is shutting down", retryAfter: time.Second}
+	case errors.As(err, &fe):
+		switch fe.Code {
+		case http.StatusNotFound:
+			return newError(fe.Code, codeNotFound, "no such route")
+		case http.StatusRequestEntityTooLarge:
+			return newError(fe.Code, codeTooLarge, "request body too large")
+		case http.StatusMethodNotAllowed:
+			return newError(fe.Code, codeBadArgument, "method not allowed")
+		}
+		if fe.Code < 500 {
+			return newError(fe.Code, codeBadArgument, fe.Message)
+		}
+	}
+	return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable,
+		message: "Direct Line could not be reached", retryAfter: 5 * time.Second}
+}
+
+// handleError is Fiber's error handler: every error leaves as a Direct
+// Line-shaped answer.
+func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
+	ae := toAPIError(err)
+	if ae.retryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(max(ae.retryAfter.Round(time.Second)/time.Second, 1))))
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
+	return c.Status(ae.status).Send(errorJSON(ae.code, ae.message))
+}
+
+func (g *Gateway) notFound(c *fiber.Ctx) error {
+	return newError(http.StatusNotFound, codeNotFound, "no such route")
+}

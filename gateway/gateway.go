@@ -1,0 +1,158 @@
+// Package gateway is dlsse's HTTP face: the Direct Line 3.0 REST surface,
+// proxied to the real service, and the Server-Sent Events stream that
+// replaces Direct Line's WebSocket.
+//
+// It maps everything to Direct Line-shaped answers in one place (errors.go)
+// and adapts a raw client connection to the sse loop (stream.go). It holds
+// no conversation state: that lives in package session.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultHeartbeat       = 15 * time.Second
+	DefaultRetry           = 3 * time.Second
+	DefaultShutdownJitter  = 5 * time.Second
+	DefaultSSEWriteTimeout = 15 * time.Second
+	DefaultSubscribeWait   = 20 * time.Second
+	DefaultReadTimeout     = 30 * time.Second
+	DefaultIdleTimeout     = 120 * time.Second
+	DefaultBodyLimit       = 64 << 20
+)
+
+// Config tunes a Gateway. Zero values take the defaults above.
+type Config struct {
+	// PublicURL is the base (scheme://host[:port][/prefix]) written into
+	// rewritten streamUrl values. Empty: derived from each request.
+	PublicURL string
+	// Heartbeat is the idle time after which a stream gets a comment line.
+	Heartbeat time.Duration
+	// Retry is the reconnection hint sent at the start of every stream.
+	Retry time.Duration
+	// ShutdownJitter is added at random to the retry hint sent when the
+	// gateway shuts down, so browsers do not all come back at once.
+	ShutdownJitter time.Duration
+	// SSEWriteTimeout bounds one write to a stream; a client that takes
+	// longer is dropped as slow. It never cuts a healthy stream.
+	SSEWriteTimeout time.Duration
+	// SubscribeWait bounds how long opening a stream may wait for Direct
+	// Line to accept the credential.
+	SubscribeWait time.Duration
+	// ReadTimeout bounds reading a REST request (slow clients).
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle that long.
+	IdleTimeout time.Duration
+	// BodyLimit is the largest request body accepted.
+	BodyLimit int
+	// Logger receives request and stream logs.
+	Logger zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.Heartbeat, DefaultHeartbeat)
+	def(&c.Retry, DefaultRetry)
+	def(&c.ShutdownJitter, DefaultShutdownJitter)
+	def(&c.SSEWriteTimeout, DefaultSSEWriteTimeout)
+	def(&c.SubscribeWait, DefaultSubscribeWait)
+	def(&c.ReadTimeout, DefaultReadTimeout)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	if c.BodyLimit <= 0 {
+		c.BodyLimit = DefaultBodyLimit
+	}
+}
+
+// Gateway serves the Direct Line surface and the SSE streams.
+type Gateway struct {
+	cfg      Config
+	app      *fiber.App
+	up       *upstream.Client
+	sessions *session.Manager
+	lg       zerolog.Logger
+
+	streams  streamSet
+	stopping atomic.Bool
+	// stop ends every stream loop; fasthttp's own shutdown cannot reach
+	// hijacked connections.
+	stopCtx context.Context
+	stop    context.CancelFunc
+}
+
+// New builds a Gateway over an upstream client and a session manager.
+func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
+	cfg.setDefaults()
+	g := &Gateway{cfg: cfg, up: up, sessions: sessions, lg: cfg.Logger}
+	g.streams.init()
+	g.stopCtx, g.stop = context.WithCancel(context.Background())
+	g.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		StreamRequestBody:     true,
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		ErrorHandler:          g.handleError,
+	})
+	g.routes()
+	return g
+}
+
+func (g *Gateway) routes() {
+	g.app.Use(g.logRequests)
+	g.app.Get("/healthz", g.healthz)
+	g.app.Get("/readyz", g.readyz)
+
+	dl := g.app.Group("/v3/directline")
+	dl.Post("/tokens/generate", g.forward)
+	dl.Post("/tokens/refresh", g.forward)
+	dl.Post("/conversations", g.startConversation)
+	dl.Get("/conversations/:id", g.reconnect)
+	dl.Post("/conversations/:id/activities", g.forward)
+	dl.Get("/conversations/:id/activities", g.forward)
+	dl.Post("/conversations/:id/upload", g.forward)
+	dl.Get("/conversations/:id/stream", g.stream)
+	g.app.Use(g.notFound)
+}
+
+// App exposes the Fiber app (tests, extra middleware).
+func (g *Gateway) App() *fiber.App { return g.app }
+
+// Serve serves on ln until Shutdown.
+func (g *Gateway) Serve(ln net.Listener) error {
+	err := g.app.Listener(ln)
+	if g.stopping.Load() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting work, ends every stream with a jittered retry
+// hint, finishes in-flight REST calls and returns when all is done or ctx
+// ends. It is idempotent.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.stopping.Store(true)
+	g.streams.close()
+	g.stop()
+	errREST := g.app.ShutdownWithContext(ctx)
+	errStreams := g.streams.wait(ctx)
+	return errors.Join(errREST, errStreams)
+}
+
+// Streams is the number of open SSE streams.
+func (g *Gateway) Streams() int { return g.streams.count() }

@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/sse"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// streamHeader starts every successful stream. The body is delimited by
+// the connection's close: an SSE stream only ever ends that way, and it
+// spares a chunk header per write.
+const streamHeader = "HTTP/1.1 200 OK\r\n" +
+	"Content-Type: text/event-stream; charset=utf-8\r\n" +
+	"Cache-Control: no-cache, no-transform\r\n" +
+	"X-Accel-Buffering: no\r\n" +
+	"Connection: close\r\n" +
+	"\r\n"
+
+// streamRequest is what a stream needs from its HTTP request, copied out
+// before the connection is hijacked (the request is recycled after).
+type streamRequest struct {
+	conversationID string
+	credential     string
+	cursor         *session.Cursor
+	remote         string
+}
+
+// stream answers GET /conversations/{id}/stream. It checks the request,
+// then takes the connection over: the subscription (which may wait for
+// Direct Line) and the event loop run on the hijacked connection, so the
+// outcome, whatever it is, is written there as a complete HTTP answer.
+func (g *Gateway) stream(c *fiber.Ctx) error {
+	req, err := parseStreamRequest(c)
+	if err != nil {
+		return err
+	}
+	if g.stopping.Load() {
+		return toAPIError(session.ErrClosed)
+	}
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(conn net.Conn) {
+		if !g.streams.add() {
+			writeErrorResponse(conn, toAPIError(session.ErrClosed))
+			return
+		}
+		defer g.streams.done()
+		g.serveStream(conn, req)
+	})
+	return nil
+}
+
+// parseStreamRequest reads the conversation, the credential (Bearer header
+// or t= query) and the resume cursor (Last-Event-ID, lastEventId, or a
+// Direct Line watermark, in that order).
+func parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
+	req := streamRequest{conversationID: c.Params("id"), remote: c.IP()}
+	if err := validConversationID(req.conversationID); err != nil {
+		return req, err
+	}
+	req.credential = bearer(c)
+	if req.credential == "" {
+		req.credential = c.Query("t")
+	}
+	if req.credential == "" {
+		return req, newError(http.StatusUnauthorized, codeBadArgument,
+			"missing credential: send Authorization: Bearer, or t= in the URL")
+	}
+	raw := c.Get("Last-Event-ID")
+	if raw == "" {
+		raw = c.Query("lastEventId")
+	}
+	if raw != "" {
+		cur, err := session.ParseCursor(raw)
+		if err != nil {
+			return req, newError(http.StatusBadRequest, codeBadArgument, "invalid Last-Event-ID")
+		}
+		req.cursor = &cur
+		return req, nil
+	}
+	if wm := c.Query("watermark"); wm != "" {
+		if session.ValidateWatermark(wm) != nil {
+			return req, newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
+		}
+		req.cursor = &session.Cursor{Base: wm}
+	}
+	return req, nil
+}
+
+// serveStream subscribes and runs the event loop on a hijacked connection.
+func (g *Gateway) serveStream(conn net.Conn, req streamRequest) {
+	lg := g.lg.With().Str("conversation_id", req.conversationID).Logger()
+	ctx, cancel := context.WithTimeout(g.stopCtx, g.cfg.SubscribeWait)
+	sub, err := g.sessions.Subscribe(ctx, session.Request{
+		ConversationID: req.conversationID,
+		Credential:     req.credential,
+		Cursor:         req.cursor,
+	})
+	cancel()
+	if err != nil {
+		g.refuseStream(conn, err, lg)
+		return
+	}
+	defer sub.Close()
+
+	if _, err := conn.Write([]byte(streamHeader)); err != nil {
+		return
+	}
+	lg.Debug().Str("remote", req.remote).Msg("stream opened")
+	reason := sse.Serve(g.stopCtx, conn, sub, sse.Options{
+		Retry:        g.cfg.Retry,
+		Heartbeat:    g.cfg.Heartbeat,
+		WriteTimeout: g.cfg.SSEWriteTimeout,
+		OnShutdown:   g.shutdownRetry,
+	})
+	lg.Debug().Str("reason", string(reason)).Msg("stream closed")
+}
+
+// refuseStream answers a stream that cannot be served. A refusal by Direct
+// Line is final and gets its real status, so EventSource stops. A passing
+// failure gets 200 with a status event and the stream ends: EventSource
+// gives up for good on any non-200, but retries a 200 that ends.
+func (g *Gateway) refuseStream(conn net.Conn, err error, lg zerolog.Logger) {
+	ae := toAPIError(err)
+	var upErr *upstream.APIError
+	if errors.As(err, &upErr) && upErr.Terminal() {
+		lg.Info().Int("status", ae.status).Str("code", ae.code).Msg("stream refused by Direct Line")
+		writeErrorResponse(conn, ae)
+		return
+	}
+	lg.Info().Err(err).Msg("stream not served: Direct Line unavailable")
+	wait := g.cfg.Retry + rand.N(g.cfg.ShutdownJitter+1)
+	status, _ := json.Marshal(session.Status{
+		State:   session.StateUnavailable,
+		Reason:  ae.message,
+		RetryIn: wait.Milliseconds(),
+	})
+	b := append([]byte(streamHeader), sse.AppendRetry(nil, wait)...)
+	b = sse.AppendEvent(b, "", "status", status)
+	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
+	_, _ = conn.Write(b)
+}
+
+// shutdownRetry is the last thing a stream gets when the gateway stops: a
+// retry hint with jitter, so the browsers move to another replica spread
+// out rather than all at once.
+func (g *Gateway) shutdownRetry(dst []byte) []byte {
+	d := g.cfg.Retry + rand.N(g.cfg.ShutdownJitter+1)
+	return sse.AppendRetry(dst, d)
+}
+
+// writeErrorResponse writes a complete Direct Line-shaped error answer on
+// a hijacked connection.
+func writeErrorResponse(conn net.Conn, ae *apiError) {
+	body := errorJSON(ae.code, ae.message)
+	w := bufio.NewWriterSize(conn, 512)
+	w.WriteString("HTTP/1.1 " + strconv.Itoa(ae.status) + " " + http.StatusText(ae.status) + "\r\n")
+	w.WriteString("Content-Type: application/json; charset=utf-8\r\n")
+	w.WriteString("Cache-Control: no-store\r\n")
+	if ae.retryAfter > 0 {
+		w.WriteString("Retry-After: " + strconv.Itoa(int(max(ae.retryAfter/time.Second, 1))) + "\r\n")
+	}
+	w.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n")
+	w.Write(body)
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = w.Flush()
+}

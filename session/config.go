@@ -1,0 +1,84 @@
+// Package session owns conversations: for each one it holds exactly one
+// upstream Direct Line stream, tracks the watermark, keeps a bounded replay
+// log, reconnects with the stored watermark when the stream drops, and lets
+// any number of subscribers read the log at their own pace.
+//
+// Fan-out is pull-based: a session appends each activity to its Log once,
+// encoded once, and wakes its subscribers; each subscriber copies what it
+// has not yet written from the shared log. Publishing therefore never waits
+// for a subscriber, and a subscriber that falls behind costs no memory: it
+// either catches up from the log, or from Direct Line when the log has
+// moved past it.
+//
+// Conversation ownership (Manager), the replay log (Log) and the fan-out
+// (Subscriber reading a Log) are kept apart so that a clustered
+// implementation can replace the in-memory ones.
+package session
+
+import (
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults for Config's zero values.
+const (
+	DefaultReplayBuffer    = 1024
+	DefaultIdleGrace       = 30 * time.Second
+	DefaultStreamURLWindow = 60 * time.Second
+	DefaultVerifyTTL       = 30 * time.Second
+	DefaultBackoffBase     = 500 * time.Millisecond
+	DefaultBackoffMax      = 30 * time.Second
+	DefaultStableAfter     = 30 * time.Second
+	DefaultMaxBatch        = 64 << 10
+)
+
+// Config tunes a Manager. Every zero value means the default above.
+type Config struct {
+	// ReplayBuffer is how many entries each conversation's log keeps for
+	// resumes and slow readers.
+	ReplayBuffer int
+	// IdleGrace is how long a session stays open after its last
+	// subscriber left, so a reconnecting browser finds it warm.
+	IdleGrace time.Duration
+	// StreamURLWindow is how long Direct Line accepts a stream URL after
+	// issuing it. A URL is used only well inside it (minus 10 s).
+	StreamURLWindow time.Duration
+	// VerifyTTL is how long a credential that Direct Line accepted for a
+	// conversation is trusted without asking again.
+	VerifyTTL time.Duration
+	// BackoffBase and BackoffMax bound the exponential, fully jittered
+	// delay between reconnect attempts.
+	BackoffBase, BackoffMax time.Duration
+	// StableAfter is how long a stream must stay up before the backoff
+	// starts over from BackoffBase.
+	StableAfter time.Duration
+	// MaxBatch bounds the bytes a subscriber writes in one go.
+	MaxBatch int
+	// Logger receives session logs; conversation_id is on every line.
+	Logger zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.ReplayBuffer <= 0 {
+		c.ReplayBuffer = DefaultReplayBuffer
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.IdleGrace, DefaultIdleGrace)
+	def(&c.StreamURLWindow, DefaultStreamURLWindow)
+	def(&c.VerifyTTL, DefaultVerifyTTL)
+	def(&c.BackoffBase, DefaultBackoffBase)
+	def(&c.BackoffMax, DefaultBackoffMax)
+	def(&c.StableAfter, DefaultStableAfter)
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+}
+
+// streamURLMargin is kept from the stream URL window so a URL is never
+// dialled in its last seconds.
+const streamURLMargin = 10 * time.Second

@@ -1,0 +1,119 @@
+package session
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"strings"
+)
+
+// A Cursor marks a place in a conversation: just after one activity. It is
+// what a stream sends as the SSE id and what a subscriber resumes from.
+//
+// Direct Line watermarks only mark whole ActivitySets, so a cursor holds two
+// parts: Base, the watermark from before the activity's set (replaying from
+// it is guaranteed to include the activity), and Hash, a digest of the
+// activity's id that pins the exact activity within what Base replays.
+// Resuming from a cursor means: everything after Base, minus everything up
+// to and including the activity whose id hashes to Hash. This holds however
+// Direct Line batches the replay, which counting positions would not.
+//
+// A cursor with no Hash is a plain Direct Line watermark (from the
+// watermark query parameter): everything after Base.
+type Cursor struct {
+	Base string
+	Hash uint64
+	// HasHash distinguishes a plain watermark from a hash that is zero.
+	HasHash bool
+}
+
+// cursorSep separates Base from Hash. Direct Line watermarks are digits
+// and a few punctuation marks; '~' is not among them and is refused in a
+// watermark, so the split is unambiguous.
+const cursorSep = '~'
+
+// MaxCursorLen bounds what is accepted from Last-Event-ID and friends.
+const MaxCursorLen = 256
+
+// hashLen is the length of an encoded 64-bit hash in unpadded base64url.
+const hashLen = 11
+
+// ErrBadCursor reports a cursor that cannot have been issued by dlsse.
+var ErrBadCursor = errors.New("session: malformed cursor")
+
+// CursorFor returns the cursor just after the activity with id, which
+// arrived in a set replayable from base.
+func CursorFor(base, id string) Cursor {
+	return Cursor{Base: base, Hash: IDHash(id), HasHash: true}
+}
+
+// IDHash is the 64-bit digest of an activity id used in cursors and for
+// de-duplication. FNV-1a: fast, stable across processes and versions.
+func IDHash(id string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return h.Sum64()
+}
+
+// String encodes the cursor: "BASE~HASH", or just "BASE" for a watermark.
+func (c Cursor) String() string {
+	if !c.HasHash {
+		return c.Base
+	}
+	var raw [8]byte
+	binary.BigEndian.PutUint64(raw[:], c.Hash)
+	var b strings.Builder
+	b.Grow(len(c.Base) + 1 + hashLen)
+	b.WriteString(c.Base)
+	b.WriteByte(cursorSep)
+	var enc [hashLen]byte
+	base64.RawURLEncoding.Encode(enc[:], raw[:])
+	b.Write(enc[:])
+	return b.String()
+}
+
+// ParseCursor decodes a cursor sent back by a client.
+func ParseCursor(s string) (Cursor, error) {
+	if len(s) > MaxCursorLen {
+		return Cursor{}, ErrBadCursor
+	}
+	base, hash, found := strings.Cut(s, string(cursorSep))
+	if err := ValidateWatermark(base); err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	if !found {
+		return Cursor{Base: base}, nil
+	}
+	if len(hash) != hashLen {
+		return Cursor{}, ErrBadCursor
+	}
+	var raw [8]byte
+	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(hash))
+	if err != nil || n != 8 {
+		return Cursor{}, ErrBadCursor
+	}
+	return Cursor{Base: base, Hash: binary.BigEndian.Uint64(raw[:]), HasHash: true}, nil
+}
+
+// MaxWatermarkLen bounds a watermark accepted from a client.
+const MaxWatermarkLen = 128
+
+// ValidateWatermark checks that a watermark is safe to put in an upstream
+// URL and in an SSE id line: short, printable ASCII letters, digits and
+// "-_.:|", never '~'. Direct Line's own watermarks are digits.
+func ValidateWatermark(w string) error {
+	if len(w) > MaxWatermarkLen {
+		return ErrBadCursor
+	}
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		switch {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c == '-', c == '_', c == '.', c == ':', c == '|':
+		default:
+			return ErrBadCursor
+		}
+	}
+	return nil
+}

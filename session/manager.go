@@ -1,0 +1,242 @@
+package session
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// ErrClosed reports a Manager that is shutting down.
+var ErrClosed = errors.New("session: manager closed")
+
+// Offer is a stream URL the gateway got from Direct Line on a client's
+// behalf (start or reconnect). The session that opens the conversation's
+// stream uses it instead of asking again, while it is fresh.
+type Offer struct {
+	StreamURL string
+	// Credentials Direct Line accepted for this conversation in the call
+	// that produced the URL: the client's and the token it answered with.
+	Credentials []string
+	// FromBeginning: the URL replays the conversation from its start (a
+	// start answer). Otherwise it replays from Watermark.
+	FromBeginning bool
+	Watermark     string
+	At            time.Time
+}
+
+// Request asks to subscribe to a conversation.
+type Request struct {
+	ConversationID string
+	// Credential is the secret or token the subscriber presented.
+	Credential string
+	// Cursor to resume after; nil means from now on.
+	Cursor *Cursor
+}
+
+// Manager owns the sessions of this process: at most one per conversation.
+type Manager struct {
+	cfg Config
+	up  *upstream.Client
+
+	ctx    context.Context // parent of every session
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[string]*Session
+	offers   map[string]Offer
+	verified map[[32]byte]time.Time // credentialKey -> expiry
+}
+
+// NewManager returns a Manager that reaches Direct Line through up.
+func NewManager(up *upstream.Client, cfg Config) *Manager {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{
+		cfg:      cfg,
+		up:       up,
+		ctx:      ctx,
+		cancel:   cancel,
+		sessions: make(map[string]*Session),
+		offers:   make(map[string]Offer),
+		verified: make(map[[32]byte]time.Time),
+	}
+}
+
+// credentialKey is how a credential is remembered: hashed, never kept in
+// clear outside the session that uses it.
+func credentialKey(conversationID, credential string) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(conversationID))
+	h.Write([]byte{0})
+	h.Write([]byte(credential))
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// Offer records a fresh stream URL and the credentials Direct Line just
+// accepted for the conversation.
+func (m *Manager) Offer(conversationID string, o Offer) {
+	if o.At.IsZero() {
+		o.At = time.Now()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pruneLocked(o.At)
+	for _, c := range o.Credentials {
+		if c != "" {
+			m.verified[credentialKey(conversationID, c)] = o.At.Add(m.cfg.VerifyTTL)
+		}
+	}
+	if o.StreamURL != "" {
+		m.offers[conversationID] = o
+	}
+}
+
+// pruneLocked drops expired offers and verifications. It runs on every
+// Offer, so both maps stay as small as the recent traffic.
+func (m *Manager) pruneLocked(now time.Time) {
+	for k, exp := range m.verified {
+		if now.After(exp) {
+			delete(m.verified, k)
+		}
+	}
+	for id, o := range m.offers {
+		if now.Sub(o.At) > m.cfg.StreamURLWindow {
+			delete(m.offers, id)
+		}
+	}
+}
+
+// takeOfferLocked returns the conversation's offer if it is still fresh
+// and was made to this credential, and forgets it: a stream URL is used
+// once.
+func (m *Manager) takeOfferLocked(conversationID, credential string) (Offer, bool) {
+	o, ok := m.offers[conversationID]
+	if !ok {
+		return Offer{}, false
+	}
+	delete(m.offers, conversationID)
+	if time.Since(o.At) > m.cfg.StreamURLWindow-streamURLMargin {
+		return Offer{}, false
+	}
+	for _, c := range o.Credentials {
+		if c == credential {
+			return o, true
+		}
+	}
+	return Offer{}, false
+}
+
+func (m *Manager) isVerified(conversationID, credential string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	exp, ok := m.verified[credentialKey(conversationID, credential)]
+	return ok && time.Now().Before(exp)
+}
+
+func (m *Manager) markVerified(conversationID, credential string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.verified[credentialKey(conversationID, credential)] = time.Now().Add(m.cfg.VerifyTTL)
+}
+
+// Subscribe attaches a subscriber to a conversation, opening its session
+// when none is open. The credential is verified for the conversation
+// before anything of it is shared. Errors: *upstream.APIError when Direct
+// Line refused the credential or the conversation, ErrUnavailable when
+// Direct Line could not be asked, ErrClosed during shutdown.
+func (m *Manager) Subscribe(ctx context.Context, req Request) (*Subscriber, error) {
+	for range 3 { // a session may retire between lookup and attach
+		s, err := m.acquire(req)
+		if err != nil {
+			return nil, err
+		}
+		sub, err := s.subscribe(ctx, req)
+		if errors.Is(err, errRetired) {
+			continue
+		}
+		return sub, err
+	}
+	return nil, ErrUnavailable
+}
+
+// acquire finds the conversation's session or creates it, and registers the
+// caller as waiting so the session is not retired under it.
+func (m *Manager) acquire(req Request) (*Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	s := m.sessions[req.ConversationID]
+	if s == nil {
+		offer, hasOffer := m.takeOfferLocked(req.ConversationID, req.Credential)
+		s = newSession(m, req, offer, hasOffer)
+		m.sessions[req.ConversationID] = s
+		m.wg.Add(1)
+		go s.run()
+	}
+	s.mu.Lock()
+	s.waiting++
+	s.mu.Unlock()
+	return s, nil
+}
+
+// retire removes s if it is idle (or must go regardless) and stops it.
+// It reports whether s was retired.
+func (m *Manager) retire(s *Session, force bool) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retired {
+		return true
+	}
+	if !force && (len(s.subs) > 0 || s.waiting > 0) {
+		return false
+	}
+	s.retired = true
+	if m.sessions[s.id] == s {
+		delete(m.sessions, s.id)
+	}
+	s.cancel()
+	return true
+}
+
+// Sessions is the number of open sessions.
+func (m *Manager) Sessions() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.sessions)
+}
+
+// Session returns the open session of a conversation, or nil.
+func (m *Manager) Session(conversationID string) *Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sessions[conversationID]
+}
+
+// Close stops every session and waits for their goroutines, or for ctx.
+// It is idempotent. Subscribers still attached see their sessions end.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

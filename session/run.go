@@ -1,0 +1,205 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// run is the session's one goroutine: open the upstream stream, read it
+// into the log, and when it drops open it again from the stored watermark,
+// until the session is retired.
+func (s *Session) run() {
+	defer s.m.wg.Done()
+	defer s.markReady(errRetired) // unblocks waiters if run ends before ready
+	attempt := 0
+	for {
+		stream, err := s.open()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			if s.stopOn(err) {
+				return
+			}
+			wait := s.backoff(attempt, err)
+			attempt++
+			s.lg.Info().Err(err).Dur("retry_in", wait).Msg("upstream stream not open")
+			s.setStatus(Status{State: StateReconnecting, Reason: reasonText(err), RetryIn: ms(wait)})
+			if !s.sleep(wait) {
+				return
+			}
+			continue
+		}
+		s.setStatus(Status{State: StateOnline})
+		opened := time.Now()
+		err = s.read(stream)
+		_ = stream.Close()
+		if s.ctx.Err() != nil {
+			return
+		}
+		if time.Since(opened) >= s.m.cfg.StableAfter {
+			attempt = 0
+		}
+		switch {
+		case s.endSeen:
+			s.setStatus(Status{State: StateEnded, Reason: "the conversation ended"})
+			s.endWith(nil)
+			return
+		case upstream.IsCollision(err) && s.Subscribers() == 0:
+			// Someone else holds the conversation's socket and
+			// nobody here is listening: let them have it.
+			s.lg.Info().Msg("upstream stream taken over elsewhere (collision), session closed")
+			s.m.retire(s, true)
+			return
+		}
+		wait := s.backoff(attempt, err)
+		attempt++
+		s.lg.Info().Err(err).Dur("retry_in", wait).Msg("upstream stream dropped")
+		s.setStatus(Status{State: StateReconnecting, Reason: reasonText(err), RetryIn: ms(wait)})
+		if !s.sleep(wait) {
+			return
+		}
+	}
+}
+
+// stopOn decides whether an error ends the session. A refusal of the
+// credential or conversation is final: subscribers get it as an error event
+// (and a new subscriber gets it as a status). So is any failure before the
+// credential was ever accepted: nobody verified may keep a session alive.
+func (s *Session) stopOn(err error) bool {
+	select {
+	case <-s.ready:
+	default:
+		s.markReady(classify(err))
+		s.m.retire(s, true)
+		return true
+	}
+	var apiErr *upstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Terminal() {
+		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused the conversation, session ended")
+		s.endWith(errorEventFor(apiErr))
+		return true
+	}
+	return false
+}
+
+// open returns a connected upstream stream that continues exactly where
+// the log stops.
+func (s *Session) open() (*upstream.Stream, error) {
+	if s.hasOffer {
+		s.hasOffer = false
+		s.markReady(nil) // Direct Line accepted the credential when it made the offer
+		if time.Since(s.offer.At) < s.m.cfg.StreamURLWindow-streamURLMargin {
+			stream, err := s.m.up.Dial(s.ctx, s.offer.StreamURL)
+			if err == nil {
+				return stream, nil
+			}
+			s.lg.Info().Err(err).Msg("offered stream URL failed, reconnecting")
+		}
+	}
+	if err := s.ensureWatermark(); err != nil {
+		return nil, err
+	}
+	conv, err := s.m.up.Reconnect(s.ctx, s.credential, s.id, s.log.Watermark())
+	if err != nil {
+		return nil, err
+	}
+	s.markReady(nil)
+	return s.m.up.Dial(s.ctx, conv.StreamURL)
+}
+
+// ensureWatermark makes sure a reconnect can ask for exactly what the log
+// lacks. Reconnecting without a watermark means "from now", so a session
+// that has none yet polls first: from the beginning when its log starts
+// there (everything is appended, duplicates dropped), or just for the
+// current watermark when the log starts now (nothing is appended).
+func (s *Session) ensureWatermark() error {
+	if s.log.Watermark() != "" {
+		return nil
+	}
+	set, err := s.m.up.Activities(s.ctx, s.credential, s.id, "")
+	if err != nil {
+		return err
+	}
+	s.markReady(nil)
+	if s.fromBeginning {
+		s.ingest(set)
+		return nil
+	}
+	if set.Watermark == "" || ValidateWatermark(set.Watermark) != nil {
+		// An empty conversation: "now" is its beginning.
+		s.fromBeginning = true
+		return nil
+	}
+	s.log.Append(nil, set.Watermark)
+	return nil
+}
+
+// read copies the stream into the log until it fails.
+func (s *Session) read(stream *upstream.Stream) error {
+	stop := context.AfterFunc(s.ctx, func() { _ = stream.Close() })
+	defer stop()
+	for {
+		set, err := stream.Next()
+		if err != nil {
+			var fe *upstream.FrameError
+			if errors.As(err, &fe) {
+				s.lg.Warn().Msg("malformed upstream stream message skipped")
+				continue
+			}
+			return err
+		}
+		s.ingest(set)
+	}
+}
+
+// backoff is the delay before reconnect attempt n: exponential with full
+// jitter, so sessions that dropped together do not come back together, and
+// never shorter than a Retry-After Direct Line asked for.
+func (s *Session) backoff(n int, err error) time.Duration {
+	ceiling := s.m.cfg.BackoffBase << min(n, 20)
+	if ceiling <= 0 || ceiling > s.m.cfg.BackoffMax {
+		ceiling = s.m.cfg.BackoffMax
+	}
+	d := rand.N(ceiling + 1)
+	var apiErr *upstream.APIError
+	if errors.As(err, &apiErr) && apiErr.RetryAfter > d {
+		d = apiErr.RetryAfter
+	}
+	return d
+}
+
+// sleep waits d or until the session is stopped.
+func (s *Session) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// reasonText is a human-readable reason for a status event; it never
+// contains URLs or credentials.
+func reasonText(err error) string {
+	var apiErr *upstream.APIError
+	var ce *upstream.ClosedError
+	switch {
+	case err == nil:
+		return "upstream closed the stream"
+	case errors.Is(err, upstream.ErrUnavailable):
+		return "Direct Line unavailable"
+	case errors.As(err, &apiErr):
+		return "Direct Line answered " + apiErr.Error()[len("directline: "):]
+	case errors.As(err, &ce):
+		return "upstream closed the stream"
+	default:
+		return "upstream connection lost"
+	}
+}

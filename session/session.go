@@ -1,0 +1,234 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"sync"
+
+	"github.com/rs/zerolog"
+
+	"github.com/dlsse/dlsse/sse"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// ErrUnavailable reports that Direct Line could not be asked (breaker open,
+// network, 5xx): the subscriber should come back later.
+var ErrUnavailable = errors.New("session: upstream unavailable")
+
+// errRetired is internal: the session went away before the subscriber
+// could attach; the Manager tries again with a new one.
+var errRetired = errors.New("session: retired")
+
+// Session is one conversation's upstream stream, log and subscribers.
+type Session struct {
+	id  string
+	m   *Manager
+	log Log
+	lg  zerolog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Owned by the run goroutine.
+	credential    string // what the session uses upstream; never logged
+	offer         Offer
+	hasOffer      bool
+	fromBeginning bool // the log starts at the conversation's beginning
+	startCursor   *Cursor
+	endSeen       bool // an endOfConversation activity arrived
+
+	ready    chan struct{} // closed once the credential was accepted, or refused
+	readyErr error
+
+	mu        sync.Mutex
+	subs      map[*Subscriber]struct{}
+	waiting   int // subscribers between acquire and attach
+	retired   bool
+	status    Status
+	statusVer uint64
+	statusEv  sse.Event
+	over      bool      // the session ended for good; subscribers end too
+	terminal  sse.Event // what they write last (nil: nothing more)
+	idleTimer *time.Timer
+}
+
+func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
+	ctx, cancel := context.WithCancel(m.ctx)
+	s := &Session{
+		id:          req.ConversationID,
+		m:           m,
+		lg:          m.cfg.Logger.With().Str("conversation_id", req.ConversationID).Logger(),
+		ctx:         ctx,
+		cancel:      cancel,
+		credential:  req.Credential,
+		offer:       offer,
+		hasOffer:    hasOffer,
+		startCursor: req.Cursor,
+		ready:       make(chan struct{}),
+		subs:        make(map[*Subscriber]struct{}),
+	}
+	start := ""
+	switch {
+	case hasOffer:
+		s.fromBeginning = offer.FromBeginning
+		start = offer.Watermark
+	case req.Cursor != nil:
+		start = req.Cursor.Base
+		s.fromBeginning = start == ""
+	}
+	s.log = newMemLog(m.cfg.ReplayBuffer, start)
+	s.setStatusLocked(Status{State: StateConnecting})
+	return s
+}
+
+// ID is the conversation id.
+func (s *Session) ID() string { return s.id }
+
+// Log is the session's replay log.
+func (s *Session) Log() Log { return s.log }
+
+// markReady records the outcome of the first upstream call made with the
+// session's credential. Only the run goroutine calls it.
+func (s *Session) markReady(err error) {
+	select {
+	case <-s.ready:
+		return
+	default:
+	}
+	s.readyErr = err
+	if err == nil {
+		s.m.markVerified(s.id, s.credential)
+	}
+	close(s.ready)
+}
+
+// subscribe waits for the session to be usable, verifies the credential
+// and attaches a subscriber. The caller was counted in s.waiting.
+func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, error) {
+	attached := false
+	defer func() {
+		if !attached {
+			s.mu.Lock()
+			s.waiting--
+			s.mu.Unlock()
+			s.scheduleIdle()
+		}
+	}()
+	select {
+	case <-s.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		return nil, errRetired
+	}
+	if s.readyErr != nil {
+		if errors.Is(s.readyErr, ErrUnavailable) {
+			return nil, ErrUnavailable
+		}
+		return nil, s.readyErr
+	}
+	if err := s.verify(ctx, req.Credential); err != nil {
+		return nil, err
+	}
+	sub := newSubscriber(s, req.Cursor)
+	s.mu.Lock()
+	if s.retired {
+		s.mu.Unlock()
+		return nil, errRetired
+	}
+	s.waiting--
+	attached = true
+	s.subs[sub] = struct{}{}
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+	}
+	s.mu.Unlock()
+	return sub, nil
+}
+
+// verify checks that Direct Line accepts credential for this conversation:
+// a token minted for another conversation must never read this one.
+// Accepted credentials are remembered (hashed) for VerifyTTL.
+func (s *Session) verify(ctx context.Context, credential string) error {
+	if credential == s.credential || s.m.isVerified(s.id, credential) {
+		return nil
+	}
+	// The cheapest authorised read: activities after the current
+	// watermark, usually none.
+	_, err := s.m.up.Activities(ctx, credential, s.id, s.log.Watermark())
+	if err != nil {
+		return classify(err)
+	}
+	s.m.markVerified(s.id, credential)
+	return nil
+}
+
+// classify maps an upstream error to what a subscriber is told: Direct
+// Line's refusal as is, everything else as unavailable.
+func classify(err error) error {
+	var apiErr *upstream.APIError
+	if errors.As(err, &apiErr) && apiErr.Terminal() {
+		return apiErr
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return errors.Join(ErrUnavailable, err)
+}
+
+// detach removes a subscriber; the last one leaving starts the idle grace.
+func (s *Session) detach(sub *Subscriber) {
+	s.mu.Lock()
+	delete(s.subs, sub)
+	s.mu.Unlock()
+	s.scheduleIdle()
+}
+
+// scheduleIdle arms the idle timer when nobody is attached or waiting.
+func (s *Session) scheduleIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retired || len(s.subs) > 0 || s.waiting > 0 {
+		return
+	}
+	if s.idleTimer == nil {
+		s.idleTimer = time.AfterFunc(s.m.cfg.IdleGrace, func() {
+			if s.m.retire(s, false) {
+				s.lg.Debug().Msg("session idle, closed")
+			}
+		})
+		return
+	}
+	s.idleTimer.Reset(s.m.cfg.IdleGrace)
+}
+
+// Subscribers is the number of attached subscribers.
+func (s *Session) Subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// notify wakes every subscriber. It never blocks: a subscriber that has
+// not yet taken its last wake-up will read everything new anyway.
+func (s *Session) notify() {
+	s.mu.Lock()
+	for sub := range s.subs {
+		sub.wake()
+	}
+	s.mu.Unlock()
+}
+
+// endWith makes every subscriber write ev (if any) and end, and retires
+// the session.
+func (s *Session) endWith(ev sse.Event) {
+	s.mu.Lock()
+	if !s.over {
+		s.over, s.terminal = true, ev
+	}
+	s.mu.Unlock()
+	s.notify()
+	s.m.retire(s, true)
+}

@@ -1,0 +1,106 @@
+package session
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/dlsse/dlsse/sse"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// State is what a session tells its subscribers about the upstream stream.
+type State string
+
+// The states a session reports in `status` events.
+const (
+	// StateConnecting: the first upstream stream is being opened.
+	StateConnecting State = "connecting"
+	// StateOnline: the upstream stream is open.
+	StateOnline State = "online"
+	// StateReconnecting: the stream dropped; activities are not lost,
+	// they arrive once it is back.
+	StateReconnecting State = "reconnecting"
+	// StateEnded: the conversation ended (endOfConversation).
+	StateEnded State = "ended"
+	// StateUnavailable: Direct Line cannot be reached now; the stream
+	// ends and the client comes back after the retry hint.
+	StateUnavailable State = "unavailable"
+)
+
+// Status is the payload of an `event: status`.
+type Status struct {
+	State State `json:"state"`
+	// Reason says why, for humans and logs ("upstream closed the stream").
+	Reason string `json:"reason,omitempty"`
+	// RetryIn is the delay before the next attempt, in milliseconds.
+	RetryIn int64 `json:"retryIn,omitempty"`
+}
+
+// setStatus publishes a new status to every subscriber.
+func (s *Session) setStatus(st Status) {
+	s.mu.Lock()
+	changed := s.setStatusLocked(st)
+	s.mu.Unlock()
+	if changed {
+		s.notify()
+	}
+}
+
+func (s *Session) setStatusLocked(st Status) bool {
+	if st == s.status && s.statusEv != nil {
+		return false
+	}
+	data, _ := json.Marshal(st)
+	s.status = st
+	s.statusVer++
+	s.statusEv = sse.NewEvent("", "status", data)
+	return true
+}
+
+// currentStatus returns the encoded status if it is newer than ver.
+func (s *Session) currentStatus(ver uint64) (sse.Event, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ver == s.statusVer {
+		return nil, ver
+	}
+	return s.statusEv, s.statusVer
+}
+
+// Status returns the session's current status.
+func (s *Session) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// ErrorEvent encodes a Direct Line-shaped error as an `event: error`, the
+// last thing a stream writes when the conversation cannot go on.
+func ErrorEvent(code, message string) sse.Event {
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = code, message
+	data, _ := json.Marshal(body)
+	return sse.NewEvent("", "error", data)
+}
+
+// errorEventFor encodes what ended a session.
+func errorEventFor(err error) sse.Event {
+	if apiErr, ok := err.(*upstream.APIError); ok {
+		code, msg := apiErr.Code, apiErr.Message
+		if code == "" {
+			code = "UpstreamError"
+		}
+		if msg == "" {
+			msg = "Direct Line refused the conversation"
+		}
+		return ErrorEvent(code, msg)
+	}
+	return ErrorEvent("UpstreamError", "the conversation cannot be continued")
+}
+
+func ms(d time.Duration) int64 { return d.Milliseconds() }

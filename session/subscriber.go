@@ -1,0 +1,177 @@
+package session
+
+import (
+	"context"
+	"sync"
+
+	"github.com/dlsse/dlsse/sse"
+)
+
+// Subscriber is one reader of a session: it implements sse.Feed over the
+// session's log. Only one goroutine (the stream loop) calls Next.
+type Subscriber struct {
+	s     *Session
+	wakeC chan struct{}
+
+	pos        uint64 // next log position to read
+	attachHead uint64 // log head when attached: ephemeral entries before it are history
+	statusVer  uint64
+	last       Cursor // where this subscriber stands, for a catch-up
+
+	// Catch-up state, when the log could not serve the cursor.
+	pending []pendingEvent      // fetched from Direct Line, not yet written
+	skip    map[uint64]struct{} // ids already delivered from a fetch
+	joining bool                // waiting for the log to reach the fetch's end
+	join    anchor
+
+	closeOnce sync.Once
+}
+
+type pendingEvent struct {
+	ev     sse.Event
+	cursor Cursor
+}
+
+// anchor is the end of a catch-up fetch, where the subscriber joins the log.
+type anchor struct {
+	head      uint64 // log head when the fetch was made
+	watermark string
+	last      uint64
+	hasLast   bool
+}
+
+var _ sse.Feed = (*Subscriber)(nil)
+
+func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
+	sub := &Subscriber{s: s, wakeC: make(chan struct{}, 1)}
+	head := s.log.Head()
+	sub.attachHead = head
+	sub.last = Cursor{Base: s.log.Watermark()}
+	if cursor == nil {
+		sub.pos = head
+		return sub
+	}
+	sub.last = *cursor
+	if seq, ok := s.log.Locate(*cursor); ok {
+		sub.pos = seq
+		return sub
+	}
+	// Not in the log: the first Next fetches from Direct Line.
+	sub.pos = 0
+	return sub
+}
+
+func (sub *Subscriber) wake() {
+	select {
+	case sub.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// Ready implements sse.Feed.
+func (sub *Subscriber) Ready() <-chan struct{} { return sub.wakeC }
+
+// Cursor is where the subscriber stands: the cursor of the last activity it
+// was given.
+func (sub *Subscriber) Cursor() Cursor { return sub.last }
+
+// Close detaches the subscriber from its session. Idempotent.
+func (sub *Subscriber) Close() {
+	sub.closeOnce.Do(func() { sub.s.detach(sub) })
+}
+
+// ReasonUpstream ends a stream whose catch-up Direct Line could not serve;
+// the client resumes from its cursor later.
+const ReasonUpstream sse.Reason = "upstream_error"
+
+// Next implements sse.Feed: status changes first, then fetched activities,
+// then the shared log.
+func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason) {
+	if ev, ver := sub.s.currentStatus(sub.statusVer); ev != nil {
+		dst = append(dst, ev...)
+		sub.statusVer = ver
+	}
+	max := sub.s.m.cfg.MaxBatch
+	if sub.pos == 0 && !sub.joining && len(sub.pending) == 0 {
+		if reason := sub.catchUp(ctx); reason != "" {
+			return append(dst, ErrorEvent("UpstreamUnavailable", "could not fetch missed activities; resume later")...), reason
+		}
+	}
+	for len(sub.pending) > 0 && len(dst) < max {
+		p := sub.pending[0]
+		sub.pending[0] = pendingEvent{}
+		sub.pending = sub.pending[1:]
+		dst = append(dst, p.ev...)
+		sub.last = p.cursor
+	}
+	if len(sub.pending) > 0 {
+		return dst, ""
+	}
+	sub.pending = nil
+	if sub.joining {
+		seq, ok := sub.s.log.Anchor(sub.join.watermark, sub.join.last, sub.join.hasLast)
+		if !ok {
+			if sub.s.log.Head()-sub.join.head > uint64(sub.s.m.cfg.ReplayBuffer) {
+				// The log went past the anchor and forgot it
+				// before we looked: fetch again from where we are.
+				sub.joining, sub.pos = false, 0
+				sub.wake()
+				return dst, ""
+			}
+			return dst, sub.endIfOver(&dst)
+		}
+		sub.pos, sub.joining = seq, false
+	}
+	next, fellOff := sub.s.log.Read(sub.pos, func(e *Entry) bool {
+		if len(dst) >= max {
+			return false
+		}
+		if sub.skip != nil && e.Durable {
+			if _, done := sub.skip[e.Hash]; done {
+				delete(sub.skip, e.Hash)
+				return true
+			}
+		}
+		if !e.Durable && e.Seq < sub.attachHead {
+			return true // typing from before we came: history, not news
+		}
+		dst = append(dst, e.Event...)
+		if e.Durable {
+			sub.last = e.Cursor()
+		}
+		return true
+	})
+	if fellOff {
+		// The log moved past us: catch up from Direct Line on the next
+		// call, without dropping the client.
+		sub.pos = 0
+		sub.wake()
+		return dst, ""
+	}
+	sub.pos = next
+	if len(sub.skip) == 0 {
+		sub.skip = nil
+	}
+	if sub.pos < sub.s.log.Head() {
+		return dst, "" // a full batch: the stream loop asks again at once
+	}
+	return dst, sub.endIfOver(&dst)
+}
+
+// endIfOver ends the stream once the session is over and everything in the
+// log was written.
+func (sub *Subscriber) endIfOver(dst *[]byte) sse.Reason {
+	s := sub.s
+	s.mu.Lock()
+	over, ev := s.over, s.terminal
+	s.mu.Unlock()
+	if !over {
+		return ""
+	}
+	if ev, ver := s.currentStatus(sub.statusVer); ev != nil {
+		*dst = append(*dst, ev...)
+		sub.statusVer = ver
+	}
+	*dst = append(*dst, ev...)
+	return sse.ReasonEnded
+}

@@ -1,0 +1,162 @@
+package sse
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// Reason says why a stream ended. It is what metrics and logs report.
+type Reason string
+
+// The reasons a stream ends.
+const (
+	// ReasonClientGone: a write failed, the client closed the connection.
+	ReasonClientGone Reason = "client_gone"
+	// ReasonSlow: the client did not take a write within the write timeout,
+	// or fell so far behind that it must resume by cursor.
+	ReasonSlow Reason = "slow"
+	// ReasonShutdown: the server is shutting down.
+	ReasonShutdown Reason = "shutdown"
+	// ReasonEnded: the feed ended the stream on purpose (a terminal error
+	// event was written, or the conversation ended).
+	ReasonEnded Reason = "ended"
+)
+
+// A Feed supplies the bytes of one subscriber's stream.
+type Feed interface {
+	// Ready returns a channel that receives a value whenever Next may
+	// have something new. Serve never closes it.
+	Ready() <-chan struct{}
+	// Next appends the encoded events available now to dst and returns
+	// the result. It must not wait for other subscribers; it may wait for
+	// work of its own (for example a fetch from upstream). A non-empty
+	// Reason ends the stream once the returned bytes are written.
+	Next(ctx context.Context, dst []byte) ([]byte, Reason)
+}
+
+// Options tune Serve. Zero values turn the feature off.
+type Options struct {
+	// Retry is the reconnection delay hint sent first on every stream.
+	Retry time.Duration
+	// Heartbeat is the idle time after which a comment line is written so
+	// proxies keep the path open and a dead client is noticed.
+	Heartbeat time.Duration
+	// WriteTimeout bounds each single write (not the stream): a client
+	// that does not take a write within it is dropped as slow. It applies
+	// only when the Writer has SetWriteDeadline (a net.Conn does).
+	WriteTimeout time.Duration
+	// OnShutdown, if set, gives the bytes written last when ctx ends
+	// (typically a jittered retry hint so a fleet does not come back at
+	// once).
+	OnShutdown func(dst []byte) []byte
+}
+
+// Writer is where a stream is written: a raw connection, or a buffered
+// writer (whose Flush is then called after every batch).
+type Writer = io.Writer
+
+type flusher interface{ Flush() error }
+
+type deadliner interface{ SetWriteDeadline(time.Time) error }
+
+// bufPool holds the batch buffers: a stream holds one only while it writes,
+// so an idle stream costs no buffer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuffer keeps a single huge batch from pinning its buffer forever.
+const maxPooledBuffer = 256 << 10
+
+// Serve writes the retry hint, then everything feed supplies, until the
+// client goes away, feed ends the stream, or ctx is done. It returns why the
+// stream ended. It never closes w.
+func Serve(ctx context.Context, w Writer, feed Feed, opt Options) Reason {
+	s := stream{w: w, opt: opt}
+	s.flush, _ = w.(flusher)
+	s.deadline, _ = w.(deadliner)
+
+	var heartbeat <-chan time.Time
+	var timer *time.Timer
+	if opt.Heartbeat > 0 {
+		timer = time.NewTimer(opt.Heartbeat)
+		defer timer.Stop()
+		heartbeat = timer.C
+	}
+
+	first := true
+	for {
+		bp := bufPool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		if first && opt.Retry > 0 {
+			buf = AppendRetry(buf, opt.Retry)
+		}
+		first = false
+		var end Reason
+		buf, end = feed.Next(ctx, buf)
+		err := s.write(buf)
+		if cap(buf) <= maxPooledBuffer {
+			*bp = buf[:0]
+			bufPool.Put(bp)
+		}
+		if err != "" {
+			return err
+		}
+		if end != "" {
+			return end
+		}
+		if len(buf) > 0 {
+			if timer != nil {
+				timer.Reset(opt.Heartbeat)
+			}
+			// There may be more than one batch waiting: ask again
+			// before sleeping.
+			continue
+		}
+
+		select {
+		case <-ctx.Done():
+			if opt.OnShutdown != nil {
+				_ = s.write(opt.OnShutdown(nil))
+			}
+			return ReasonShutdown
+		case <-feed.Ready():
+		case <-heartbeat:
+			if err := s.write(AppendComment(nil, "ping")); err != "" {
+				return err
+			}
+			timer.Reset(opt.Heartbeat)
+		}
+	}
+}
+
+type stream struct {
+	w        Writer
+	flush    flusher
+	deadline deadliner
+	opt      Options
+}
+
+// write sends b (if any) and maps a failure to the reason the stream ends.
+func (s *stream) write(b []byte) Reason {
+	if len(b) == 0 {
+		return ""
+	}
+	if s.deadline != nil && s.opt.WriteTimeout > 0 {
+		_ = s.deadline.SetWriteDeadline(time.Now().Add(s.opt.WriteTimeout))
+	}
+	_, err := s.w.Write(b)
+	if err == nil && s.flush != nil {
+		err = s.flush.Flush()
+	}
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return ReasonSlow
+	default:
+		return ReasonClientGone
+	}
+}

@@ -1,0 +1,235 @@
+// Package upstream is a Direct Line 3.0 client: REST calls and the
+// activity stream WebSocket, all behind one circuit breaker.
+//
+// It imports no package of this project, so it can be tested and reused on
+// its own. Errors are typed: *APIError for an answer Direct Line gave,
+// ErrUnavailable when the breaker refused the call, anything else for
+// transport failures.
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/sony/gobreaker/v2"
+)
+
+// DefaultBaseURL is the public Direct Line service.
+const DefaultBaseURL = "https://directline.botframework.com"
+
+// apiPrefix is where every Direct Line 3.0 route lives.
+const apiPrefix = "/v3/directline"
+
+// Config configures a Client. Zero values take the documented defaults.
+type Config struct {
+	// BaseURL of the Direct Line service, without the /v3/directline part.
+	// Default DefaultBaseURL.
+	BaseURL string
+	// RequestTimeout bounds each REST call that the client makes for
+	// itself (reconnect, polling). Forwarded client requests are bounded
+	// by their own context. Default 20 s.
+	RequestTimeout time.Duration
+	// DialTimeout bounds the TCP connect plus TLS and WebSocket handshake.
+	// Default 10 s.
+	DialTimeout time.Duration
+	// Keepalive is how often an open stream sends an empty message and a
+	// ping, as the official client does (20 s). Default 20 s.
+	Keepalive time.Duration
+	// ReadTimeout is how long a stream may stay silent (no frame, no pong)
+	// before it is considered dead. Default 3 × Keepalive.
+	ReadTimeout time.Duration
+	// ReadLimit is the largest stream message accepted. Default 4 MiB.
+	ReadLimit int64
+	// Breaker configures the circuit breaker; Name defaults to
+	// "directline". IsSuccessful is always set by the client.
+	Breaker gobreaker.Settings
+	// Transport overrides the HTTP transport (tests).
+	Transport http.RoundTripper
+}
+
+// Client talks to one Direct Line service. It is safe for concurrent use.
+type Client struct {
+	base    *url.URL
+	cfg     Config
+	http    *http.Client
+	dialer  *websocket.Dialer
+	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("upstream: base URL must be http(s)://host[:port], got %q", cfg.BaseURL)
+	}
+	cfg.RequestTimeout = orDefault(cfg.RequestTimeout, 20*time.Second)
+	cfg.DialTimeout = orDefault(cfg.DialTimeout, 10*time.Second)
+	cfg.Keepalive = orDefault(cfg.Keepalive, 20*time.Second)
+	cfg.ReadTimeout = orDefault(cfg.ReadTimeout, 3*cfg.Keepalive)
+	if cfg.ReadLimit <= 0 {
+		cfg.ReadLimit = 4 << 20
+	}
+	if cfg.Breaker.Name == "" {
+		cfg.Breaker.Name = "directline"
+	}
+	cfg.Breaker.IsSuccessful = isSuccessful
+	cfg.Breaker.IsExcluded = isExcluded
+	transport := cfg.Transport
+	if transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 256
+		t.ResponseHeaderTimeout = 0 // bounded per call by contexts
+		transport = t
+	}
+	c := &Client{
+		base: base,
+		cfg:  cfg,
+		http: &http.Client{
+			Transport: transport,
+			// Direct Line never redirects; following one could send the
+			// Authorization header somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		dialer: &websocket.Dialer{
+			HandshakeTimeout: cfg.DialTimeout,
+			NetDialContext:   (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
+			ReadBufferSize:   2048,
+			WriteBufferSize:  512,
+			WriteBufferPool:  writeBufferPool,
+		},
+		breaker: gobreaker.NewTwoStepCircuitBreaker[struct{}](cfg.Breaker),
+	}
+	return c, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// BreakerState reports the circuit breaker's state.
+func (c *Client) BreakerState() gobreaker.State { return c.breaker.State() }
+
+// errServerFailure marks a 5xx answer for the breaker.
+var errServerFailure = errors.New("directline: server failure")
+
+// isSuccessful decides what trips the breaker: transport failures,
+// timeouts and 5xx do; 4xx answers (the service is up, the request was
+// wrong) do not.
+func isSuccessful(err error) bool { return err == nil }
+
+// isExcluded keeps the client's own cancellation out of the counts: it says
+// nothing about the service.
+func isExcluded(err error) bool { return errors.Is(err, context.Canceled) }
+
+// allow asks the breaker for a call. done must be called with the call's
+// outcome as the breaker should see it.
+func (c *Client) allow() (done func(error), err error) {
+	done, err = c.breaker.Allow()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return done, nil
+}
+
+// Forward sends a client's request to Direct Line as is and returns the
+// answer, whatever its status; the caller closes its Body. path is relative
+// to /v3/directline and must already be escaped; header should carry only
+// what Direct Line needs (Authorization, Content-Type).
+func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, header http.Header, body io.Reader) (*http.Response, error) {
+	u := *c.base
+	u.Path = c.base.Path + apiPrefix + path
+	u.RawPath = ""
+	u.RawQuery = rawQuery
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: build request: %w", err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if rc, ok := body.(interface{ Len() int }); ok {
+		req.ContentLength = int64(rc.Len())
+	}
+	done, err := c.allow()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	switch {
+	case err != nil:
+		if ctx.Err() == context.Canceled {
+			err = fmt.Errorf("%w (%v)", context.Canceled, err)
+		}
+		done(err)
+		return nil, fmt.Errorf("upstream: %s %s: %w", method, path, err)
+	case resp.StatusCode >= 500:
+		done(errServerFailure)
+	default:
+		done(nil)
+	}
+	return resp, nil
+}
+
+// call performs a REST call the client makes for itself and decodes a 2xx
+// JSON answer into out.
+func (c *Client) call(ctx context.Context, credential, method, path, rawQuery string, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	h := http.Header{"Authorization": {"Bearer " + credential}}
+	resp, err := c.Forward(ctx, method, path, rawQuery, h, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return newAPIError(resp)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("upstream: decode %s answer: %w", path, err)
+	}
+	return nil
+}
+
+// ConversationPath is the escaped path of a conversation, relative to
+// /v3/directline.
+func ConversationPath(conversationID string) string {
+	return "/conversations/" + url.PathEscape(conversationID)
+}
+
+func watermarkQuery(watermark string) string {
+	if watermark == "" {
+		return ""
+	}
+	return "watermark=" + url.QueryEscape(watermark)
+}
+
+// Reconnect asks for a new stream URL for a conversation. With a watermark
+// the stream replays what came after it; without one it starts from now.
+func (c *Client) Reconnect(ctx context.Context, credential, conversationID, watermark string) (Conversation, error) {
+	var conv Conversation
+	err := c.call(ctx, credential, http.MethodGet, ConversationPath(conversationID), watermarkQuery(watermark), &conv)
+	return conv, err
+}
+
+// Activities polls the activities after watermark (all of them when it is
+// empty). Polling never returns typing activities.
+func (c *Client) Activities(ctx context.Context, credential, conversationID, watermark string) (ActivitySet, error) {
+	var set ActivitySet
+	err := c.call(ctx, credential, http.MethodGet, ConversationPath(conversationID)+"/activities", watermarkQuery(watermark), &set)
+	return set, err
+}

@@ -1,0 +1,94 @@
+package upstream
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// ErrUnavailable reports that the upstream could not be asked at all: the
+// circuit breaker is open, or it is half-open and already probing.
+var ErrUnavailable = errors.New("directline: upstream unavailable")
+
+// APIError is a Direct Line error answer: a non-2xx status with, usually, a
+// body {"error":{"code":…,"message":…}}.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	// RetryAfter is the server's Retry-After, zero when absent.
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("directline: status %d", e.Status)
+	}
+	return fmt.Sprintf("directline: status %d %s", e.Status, e.Code)
+}
+
+// Terminal reports whether retrying the same call with the same credential
+// cannot succeed: the credential is missing, rejected or expired, or the
+// conversation does not exist.
+func (e *APIError) Terminal() bool {
+	switch e.Status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		return true
+	}
+	return false
+}
+
+// errorBody is Direct Line's error envelope.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// maxErrorBody bounds how much of an error answer is read.
+const maxErrorBody = 64 << 10
+
+// newAPIError reads an error answer. The body is closed.
+func newAPIError(resp *http.Response) *APIError {
+	defer resp.Body.Close()
+	e := &APIError{Status: resp.StatusCode, RetryAfter: ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	var body errorBody
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxErrorBody)).Decode(&body); err == nil {
+		e.Code, e.Message = body.Error.Code, body.Error.Message
+	}
+	return e
+}
+
+// maxRetryAfter caps what a server may ask for: a bigger value is almost
+// surely milliseconds (the official client reads it that way) or a bug.
+const maxRetryAfter = 10 * time.Minute
+
+// ParseRetryAfter reads a Retry-After value: delta-seconds or an HTTP date,
+// as HTTP defines it. A number of seconds above ten minutes is taken as
+// milliseconds, since the official Direct Line client reads the header as
+// milliseconds and services written against it may send that. The result is
+// capped at ten minutes; garbage yields zero.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0
+		}
+		d := time.Duration(n) * time.Second
+		if n > int64(maxRetryAfter/time.Second) {
+			d = time.Duration(n) * time.Millisecond
+		}
+		return min(d, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter)
+	}
+	return 0
+}

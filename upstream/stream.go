@@ -1,0 +1,199 @@
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+// writeBufferPool is shared by every stream: a stream writes a few bytes
+// every keepalive, so holding a write buffer per socket would waste memory.
+var writeBufferPool = &sync.Pool{}
+
+// ClosedError reports that Direct Line closed the stream with a close frame.
+type ClosedError struct {
+	Code   int
+	Reason string
+}
+
+func (e *ClosedError) Error() string {
+	return fmt.Sprintf("directline: stream closed (%d %q)", e.Code, e.Reason)
+}
+
+// IsCollision reports whether err is Direct Line closing a stream because
+// another socket was opened for the same conversation.
+func IsCollision(err error) bool {
+	var ce *ClosedError
+	return errors.As(err, &ce) && ce.Reason == "collision"
+}
+
+// Stream is one open Direct Line activity stream. Next must be called from
+// one goroutine; Close may be called from any.
+type Stream struct {
+	conn        *websocket.Conn
+	readTimeout time.Duration
+	keepalive   time.Duration
+
+	mu     sync.Mutex // serialises writes (keepalives, close)
+	closed bool
+	timer  *time.Timer
+}
+
+// Dial opens a stream URL (as returned by start or reconnect), through the
+// breaker: the handshake's outcome is what the breaker counts. The URL is
+// pre-authorised; https and http are mapped to wss and ws.
+func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
+	u, err := url.Parse(streamURL)
+	if err != nil {
+		return nil, errors.New("upstream: stream URL does not parse")
+	}
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	case "http":
+		u.Scheme = "ws"
+	case "wss", "ws":
+	default:
+		return nil, fmt.Errorf("upstream: stream URL has scheme %q", u.Scheme)
+	}
+	done, err := c.allow()
+	if err != nil {
+		return nil, err
+	}
+	conn, resp, err := c.dialer.DialContext(ctx, u.String(), nil)
+	if err != nil {
+		if ctx.Err() == context.Canceled {
+			done(context.Canceled)
+			return nil, context.Canceled
+		}
+		if resp != nil {
+			// The service answered but refused the upgrade: a 4xx is
+			// the request's fault, a 5xx the service's.
+			apiErr := newAPIError(resp)
+			if apiErr.Status >= 500 {
+				done(errServerFailure)
+			} else {
+				done(nil)
+			}
+			return nil, apiErr
+		}
+		done(err)
+		// err may quote the URL, which holds a token: never wrap it.
+		return nil, fmt.Errorf("upstream: dial stream: %w", dialError(err))
+	}
+	done(nil)
+	s := &Stream{conn: conn, readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive}
+	conn.SetReadLimit(c.cfg.ReadLimit)
+	conn.SetPongHandler(func(string) error { return s.extendRead() })
+	_ = s.extendRead()
+	s.timer = time.AfterFunc(s.keepalive, s.sendKeepalive)
+	return s, nil
+}
+
+// dialError strips whatever of err could carry the stream URL.
+func dialError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return errDialTimeout
+	}
+	if errors.Is(err, websocket.ErrBadHandshake) {
+		return websocket.ErrBadHandshake
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe
+	}
+	return errDialFailed
+}
+
+var (
+	errDialTimeout = errors.New("timed out")
+	errDialFailed  = errors.New("connection failed")
+)
+
+func (s *Stream) extendRead() error {
+	if s.readTimeout > 0 {
+		return s.conn.SetReadDeadline(time.Now().Add(s.readTimeout))
+	}
+	return nil
+}
+
+// sendKeepalive sends what the official client sends (an empty message)
+// plus a ping, whose pong proves the line works even when the service sends
+// nothing.
+func (s *Stream) sendKeepalive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	deadline := time.Now().Add(s.keepalive)
+	if s.conn.WriteControl(websocket.PingMessage, nil, deadline) == nil {
+		_ = s.conn.SetWriteDeadline(deadline)
+		_ = s.conn.WriteMessage(websocket.TextMessage, nil)
+	}
+	s.timer.Reset(s.keepalive)
+}
+
+// Next returns the next ActivitySet. Empty keepalive messages and message
+// types it does not know are skipped. A close frame yields *ClosedError.
+func (s *Stream) Next() (ActivitySet, error) {
+	for {
+		typ, msg, err := s.conn.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				return ActivitySet{}, &ClosedError{Code: ce.Code, Reason: ce.Text}
+			}
+			return ActivitySet{}, fmt.Errorf("upstream: stream read: %w", err)
+		}
+		_ = s.extendRead()
+		if typ != websocket.TextMessage || len(msg) == 0 {
+			continue
+		}
+		var probe struct {
+			Activities json.RawMessage `json:"activities"`
+		}
+		if err := json.Unmarshal(msg, &probe); err != nil {
+			return ActivitySet{}, &FrameError{Err: err}
+		}
+		if probe.Activities == nil {
+			continue // a message type from the future
+		}
+		var set ActivitySet
+		if err := json.Unmarshal(msg, &set); err != nil {
+			return ActivitySet{}, &FrameError{Err: err}
+		}
+		return set, nil
+	}
+}
+
+// FrameError reports a stream message that is not valid JSON. The stream
+// itself is still usable: the caller may log it and call Next again.
+type FrameError struct{ Err error }
+
+func (e *FrameError) Error() string { return "directline: malformed stream message: " + e.Err.Error() }
+func (e *FrameError) Unwrap() error { return e.Err }
+
+// Close closes the stream. It is safe to call more than once and from any
+// goroutine; a blocked Next returns.
+func (s *Stream) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.timer.Stop()
+	_ = s.conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	s.mu.Unlock()
+	return s.conn.Close()
+}
