@@ -47,7 +47,7 @@ func (s *Session) run() {
 		switch {
 		case s.endSeen:
 			s.setStatus(Status{State: StateEnded, Reason: "the conversation ended"})
-			s.endWith(nil)
+			s.endWith(nil, nil)
 			return
 		case upstream.IsCollision(err) && s.Subscribers() == 0:
 			// Someone else holds the conversation's socket and
@@ -81,7 +81,7 @@ func (s *Session) stopOn(err error) bool {
 	var apiErr *upstream.APIError
 	if errors.As(err, &apiErr) && apiErr.Terminal() {
 		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused the conversation, session ended")
-		s.endWith(errorEventFor(apiErr))
+		s.endWith(apiErr, errorEventFor(apiErr))
 		return true
 	}
 	return false

@@ -50,6 +50,7 @@ type Session struct {
 	statusVer uint64
 	statusEv  sse.Event
 	over      bool      // the session ended for good; subscribers end too
+	overErr   error     // why, for subscribers that arrive after
 	terminal  sse.Event // what they write last (nil: nothing more)
 	idleTimer *time.Timer
 }
@@ -134,6 +135,10 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 	}
 	sub := newSubscriber(s, req.Cursor)
 	s.mu.Lock()
+	if s.over && s.overErr != nil {
+		s.mu.Unlock()
+		return nil, s.overErr
+	}
 	if s.retired {
 		s.mu.Unlock()
 		return nil, errRetired
@@ -221,14 +226,14 @@ func (s *Session) notify() {
 	s.mu.Unlock()
 }
 
-// endWith makes every subscriber write ev (if any) and end, and retires
-// the session.
-func (s *Session) endWith(ev sse.Event) {
+// endWith retires the session and makes every subscriber write ev (if any)
+// and end. err is what a subscriber arriving meanwhile is told.
+func (s *Session) endWith(err error, ev sse.Event) {
 	s.mu.Lock()
 	if !s.over {
-		s.over, s.terminal = true, ev
+		s.over, s.overErr, s.terminal = true, err, ev
 	}
 	s.mu.Unlock()
+	s.m.retire(s, true) // first, so no new subscriber finds it
 	s.notify()
-	s.m.retire(s, true)
 }
