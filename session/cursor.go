@@ -89,7 +89,7 @@ func ParseCursor(s string) (Cursor, error) {
 		return Cursor{}, ErrBadCursor
 	}
 	var raw [8]byte
-	n, err := base64.RawURLEncoding.Decode(raw[:], []byte(hash))
+	n, err := base64.RawURLEncoding.Strict().Decode(raw[:], []byte(hash))
 	if err != nil || n != 8 {
 		return Cursor{}, ErrBadCursor
 	}
