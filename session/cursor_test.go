@@ -24,12 +24,12 @@ func TestCursorRoundTrip(t *testing.T) {
 func TestParseCursorRejects(t *testing.T) {
 	for _, s := range []string{
 		"1~short",
-		"1~AAAAAAAAAAAA",           // 12 chars
-		"1~!!!!!!!!!!!",            // not base64url
-		"a b",                      // space
-		"1\n2",                     // newline
-		"../../x",                  // path
-		"1&watermark=2",            // query injection
+		"1~AAAAAAAAAAAA",            // 12 chars
+		"1~!!!!!!!!!!!",             // not base64url
+		"a b",                       // space
+		"1\n2",                      // newline
+		"../../x",                   // path
+		"1&watermark=2",             // query injection
 		"1~AAAAAAAAAAA~AAAAAAAAAAA", // two separators
 		strings.Repeat("9", MaxCursorLen+1),
 	} {
