@@ -466,3 +466,60 @@ func waitOnline(ctx context.Context, t *testing.T, s *ssetest.Stream) {
 		}
 	}
 }
+
+func TestCollisionWithNobodyListeningEndsSession(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{
+		session: session.Config{IdleGrace: time.Hour},
+		gateway: gateway.Config{Heartbeat: 20 * time.Millisecond},
+	})
+	ctx := testContext(t, 10*time.Second)
+	conv := h.start()
+	s := h.open(ctx, conv.StreamURL, nil)
+	waitOnline(ctx, t, s)
+	s.Close()
+	waitFor(t, 5*time.Second, "the subscriber to be gone", func() bool {
+		ss := h.mgr.Session(conv.ConversationID)
+		return ss != nil && ss.Subscribers() == 0
+	})
+	opened := h.fake.Stats().SocketsOpened
+	h.fake.CloseSocket(conv.ConversationID, 1008, "collision")
+	waitFor(t, 5*time.Second, "the session to end (idle grace is an hour)", func() bool { return h.mgr.Sessions() == 0 })
+	if got := h.fake.Stats().SocketsOpened; got != opened {
+		t.Errorf("the socket was reopened after a collision with nobody listening")
+	}
+}
+
+// TestResumeTimings measures, for the record, how long the two kinds of
+// recovery take on loopback: a forced upstream drop (until the next
+// activity arrives) and a client reconnect with Last-Event-ID. It asserts
+// correctness only; the numbers are logged (go test -v -run Timings).
+func TestResumeTimings(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{session: session.Config{BackoffBase: session.DefaultBackoffBase}})
+	ctx := testContext(t, 30*time.Second)
+	conv := h.start()
+	s := h.open(ctx, conv.StreamURL, nil)
+	waitOnline(ctx, t, s)
+	var drops []time.Duration
+	for i := range 5 {
+		opened := h.fake.Stats().SocketsOpened
+		start := time.Now()
+		h.fake.DropSockets(conv.ConversationID)
+		h.fake.Push(conv.ConversationID, fmt.Sprintf("after drop %d", i))
+		expectTexts(ctx, t, s, []string{fmt.Sprintf("after drop %d", i)})
+		drops = append(drops, time.Since(start))
+		if err := h.fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpened > opened }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.fake.Push(conv.ConversationID, "x")
+	_, ev := nextActivity(ctx, t, s)
+	s.Close()
+	h.fake.Push(conv.ConversationID, "missed")
+	start := time.Now()
+	r := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {ev.ID}})
+	expectTexts(ctx, t, r, []string{"missed"})
+	t.Logf("upstream drop → next activity (backoff base %v, full jitter): %v", session.DefaultBackoffBase, drops)
+	t.Logf("client reconnect with Last-Event-ID → missed activity: %v", time.Since(start))
+}
