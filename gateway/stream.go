@@ -133,6 +133,12 @@ func (g *Gateway) serveStream(conn net.Conn, req streamRequest) {
 // failure gets 200 with a status event and the stream ends: EventSource
 // gives up for good on any non-200, but retries a 200 that ends.
 func (g *Gateway) refuseStream(conn net.Conn, err error, lg zerolog.Logger) {
+	if errors.Is(err, session.ErrEnded) {
+		// 204 is the standard "stop, don't reconnect" for EventSource.
+		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
+		_, _ = conn.Write([]byte("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		return
+	}
 	ae := toAPIError(err)
 	var upErr *upstream.APIError
 	if errors.As(err, &upErr) && upErr.Terminal() {

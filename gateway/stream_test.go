@@ -36,7 +36,9 @@ func TestStreamDeliversEchoWithSSEFraming(t *testing.T) {
 	if err != nil || !strings.Contains(ev.Data, `"connecting"`) && !strings.Contains(ev.Data, `"online"`) {
 		t.Fatalf("first status = %q, %v; want connecting or online", ev.Data, err)
 	}
-	waitOnline(ctx, t, s)
+	if !strings.Contains(ev.Data, `"online"`) {
+		waitOnline(ctx, t, s)
+	}
 	if s.Retry() != 3*time.Second {
 		t.Errorf("retry hint = %v, want the default 3s", s.Retry())
 	}
@@ -522,4 +524,96 @@ func TestResumeTimings(t *testing.T) {
 	expectTexts(ctx, t, r, []string{"missed"})
 	t.Logf("upstream drop → next activity (backoff base %v, full jitter): %v", session.DefaultBackoffBase, drops)
 	t.Logf("client reconnect with Last-Event-ID → missed activity: %v", time.Since(start))
+}
+
+// A session outlives the token of whoever opened it: it calls Direct Line
+// with the latest credential a subscriber proved, and an expired credential
+// no longer opens a stream.
+func TestSessionOutlivesCreatorsExpiredToken(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{session: session.Config{VerifyTTL: time.Nanosecond}})
+	ctx := testContext(t, 10*time.Second)
+	conv := h.start()
+	a := h.open(ctx, conv.StreamURL, nil)
+	waitOnline(ctx, t, a)
+
+	h.fake.ExpireTokens() // the creator's token is dead from now on
+	status, _, body := h.do(http.MethodGet, "/v3/directline/conversations/"+conv.ConversationID, h.fake.Secret(), nil)
+	var fresh conversation
+	if err := json.Unmarshal(body, &fresh); status != http.StatusOK || err != nil || fresh.Token == "" {
+		t.Fatalf("reconnect for a fresh token: %d %s", status, body)
+	}
+	b := h.open(ctx, h.streamURL(conv.ConversationID, fresh.Token), nil)
+	waitOnline(ctx, t, b)
+
+	_, err := ssetest.Open(ctx, h.streamURL(conv.ConversationID, conv.Token), nil)
+	var se *ssetest.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusForbidden {
+		t.Errorf("expired token opened a stream: %v", err)
+	}
+
+	h.fake.DropSockets(conv.ConversationID)
+	h.fake.Push(conv.ConversationID, "still here")
+	expectTexts(ctx, t, a, []string{"still here"})
+	expectTexts(ctx, t, b, []string{"still here"})
+}
+
+// A stranger who opens a conversation's session with a bad credential does
+// not decide for a legitimate subscriber that arrives meanwhile.
+func TestBadCreatorDoesNotRefuseWaiters(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	ctx := testContext(t, 10*time.Second)
+	conv := h.start()
+	h.fake.SetLatency(300 * time.Millisecond)
+	bad := make(chan error, 1)
+	go func() {
+		_, err := ssetest.Open(ctx, h.streamURL(conv.ConversationID, "bogus"), nil)
+		bad <- err
+	}()
+	waitFor(t, 5*time.Second, "the stranger's session", func() bool { return h.mgr.Session(conv.ConversationID) != nil })
+	s := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), nil)
+	h.fake.SetLatency(0)
+	waitOnline(ctx, t, s)
+	var se *ssetest.StatusError
+	if err := <-bad; !errors.As(err, &se) || se.Status != http.StatusForbidden {
+		t.Errorf("bogus credential: %v, want 403", err)
+	}
+}
+
+func TestEndOfConversationEndsStreamsAndTellsLateComers(t *testing.T) {
+	t.Parallel()
+	bot := directlinetest.BotFunc(func(c *directlinetest.Conv, a map[string]any) {
+		if a["text"] == "bye" {
+			c.Send(map[string]any{"type": "endOfConversation", "from": map[string]any{"id": "bot"}})
+		}
+	})
+	h := newHarness(t, harnessOptions{fake: []directlinetest.Option{directlinetest.WithBot(bot)}})
+	ctx := testContext(t, 10*time.Second)
+	conv := h.start()
+	s := h.open(ctx, conv.StreamURL, nil)
+	waitOnline(ctx, t, s)
+	h.post(conv.ConversationID, conv.Token, "bye")
+	for {
+		a, _ := nextActivity(ctx, t, s)
+		if a.Type == "endOfConversation" {
+			break
+		}
+	}
+	h.fake.DropSockets(conv.ConversationID) // no reconnect after the end
+	ev, err := s.NextNamed(ctx, "status")
+	for err == nil && !strings.Contains(ev.Data, `"ended"`) {
+		ev, err = s.NextNamed(ctx, "status")
+	}
+	if err != nil {
+		t.Fatalf("no ended status: %v", err)
+	}
+	if _, err := s.Next(ctx); !errors.Is(err, ssetest.ErrEOF) {
+		t.Errorf("stream did not end: %v", err)
+	}
+	_, err = ssetest.Open(ctx, conv.StreamURL, nil)
+	var se *ssetest.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusNoContent {
+		t.Errorf("after the end: %v, want 204 so EventSource stops", err)
+	}
 }

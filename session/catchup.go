@@ -20,7 +20,7 @@ func (sub *Subscriber) catchUp(ctx context.Context) sse.Reason {
 	s := sub.s
 	from := sub.last
 	head := s.log.Head()
-	set, err := s.m.up.Activities(ctx, s.credential, s.id, from.Base)
+	set, err := s.m.up.Activities(ctx, s.upstreamCredential(), s.id, from.Base)
 	if err != nil {
 		s.lg.Info().Err(classify(err)).Msg("catch-up poll failed")
 		return ReasonUpstream
@@ -44,7 +44,11 @@ func (sub *Subscriber) catchUp(ctx context.Context) sse.Reason {
 		}
 	}
 	sub.skip = make(map[uint64]struct{}, len(acts))
-	sub.join = anchor{head: head, watermark: set.Watermark}
+	wm := set.Watermark
+	if wm == "" {
+		wm = from.Base // nothing new: the poll ended where it started
+	}
+	sub.join = anchor{head: head, watermark: wm}
 	for i := range acts {
 		d := &acts[i]
 		if !d.durable() {

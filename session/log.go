@@ -66,6 +66,7 @@ type memLog struct {
 	capacity  int
 	start     string // watermark just before `first`, "" if unknown
 	watermark string
+	wmSeq     uint64            // the position right after the set that set watermark
 	byHash    map[uint64]uint64 // durable id hash -> Seq
 }
 
@@ -80,6 +81,7 @@ func newMemLog(capacity int, start string) *memLog {
 		capacity:  max(capacity, 1),
 		start:     start,
 		watermark: start,
+		wmSeq:     1,
 		byHash:    make(map[uint64]uint64),
 	}
 }
@@ -89,6 +91,9 @@ func (l *memLog) slot(seq uint64) *Entry { return &l.ring[seq%uint64(len(l.ring)
 func (l *memLog) Append(entries []Entry, watermark string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.head == l.first {
+		l.start = l.watermark // empty: the log starts where the conversation is
+	}
 	for i := range entries {
 		if int(l.head-l.first) == l.capacity {
 			l.evictOldest()
@@ -105,7 +110,10 @@ func (l *memLog) Append(entries []Entry, watermark string) {
 		l.head++
 	}
 	if watermark != "" {
-		l.watermark = watermark
+		l.watermark, l.wmSeq = watermark, l.head
+		if l.head == l.first {
+			l.start = watermark
+		}
 	}
 }
 
@@ -197,7 +205,8 @@ func (l *memLog) afterWatermark(wm string) (uint64, bool) {
 		return 0, false
 	}
 	if wm == l.watermark {
-		return l.head, true
+		// Not head: sets without a watermark may have come since.
+		return l.wmSeq, true
 	}
 	for seq := l.head; seq > l.first; seq-- {
 		e := l.slot(seq - 1)

@@ -118,3 +118,34 @@ func TestLogAnchor(t *testing.T) {
 		t.Errorf("anchor by watermark: %v %v", ids, ok)
 	}
 }
+
+// A log that starts empty and learns the conversation's watermark from a
+// poll (Append with no entries) must still place that watermark, before
+// and after the next set arrives.
+func TestLogWatermarkLearnedWhileEmpty(t *testing.T) {
+	l := newMemLog(100, "")
+	l.Append(nil, "5")
+	if seq, ok := l.Anchor("5", 0, false); !ok || seq != 1 {
+		t.Errorf("empty log at 5: Anchor = %d %v", seq, ok)
+	}
+	appendSet(l, "6", "x")
+	seq, ok := l.Anchor("5", 0, false)
+	if ids, _ := readAll(l, seq); !ok || fmt.Sprint(ids) != "[x]" {
+		t.Errorf("after a set: Anchor(5) read %v %v", ids, ok)
+	}
+	if seq, ok := l.Locate(Cursor{Base: "5"}); !ok || seq != 1 {
+		t.Errorf("Locate(5) = %d %v", seq, ok)
+	}
+}
+
+// Sets without a watermark leave the watermark where it was; a resume from
+// that watermark must still get their activities.
+func TestLogWatermarkDoesNotSkipSetsWithoutOne(t *testing.T) {
+	l := newMemLog(100, "")
+	appendSet(l, "1", "a")
+	appendSet(l, "", "b")
+	seq, ok := l.Locate(Cursor{Base: "1"})
+	if ids, _ := readAll(l, seq); !ok || fmt.Sprint(ids) != "[b]" {
+		t.Errorf("after watermark 1: %v %v, want [b]", ids, ok)
+	}
+}

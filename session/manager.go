@@ -13,6 +13,14 @@ import (
 // ErrClosed reports a Manager that is shutting down.
 var ErrClosed = errors.New("session: manager closed")
 
+// ErrEnded reports a conversation that ended (endOfConversation): there is
+// nothing more to stream.
+var ErrEnded = errors.New("session: conversation ended")
+
+// endedTTL is how long an ended conversation is remembered, so clients
+// reconnecting after the end are told so instead of opening it again.
+const endedTTL = 10 * time.Minute
+
 // Offer is a stream URL the gateway got from Direct Line on a client's
 // behalf (start or reconnect). The session that opens the conversation's
 // stream uses it instead of asking again, while it is fresh.
@@ -51,6 +59,7 @@ type Manager struct {
 	sessions map[string]*Session
 	offers   map[string]Offer
 	verified map[[32]byte]time.Time // credentialKey -> expiry
+	ended    map[string]time.Time   // conversation -> when it ended
 }
 
 // NewManager returns a Manager that reaches Direct Line through up.
@@ -65,7 +74,15 @@ func NewManager(up *upstream.Client, cfg Config) *Manager {
 		sessions: make(map[string]*Session),
 		offers:   make(map[string]Offer),
 		verified: make(map[[32]byte]time.Time),
+		ended:    make(map[string]time.Time),
 	}
+}
+
+// markEnded remembers that a conversation ended.
+func (m *Manager) markEnded(conversationID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ended[conversationID] = time.Now()
 }
 
 // credentialKey is how a credential is remembered: hashed, never kept in
@@ -112,6 +129,11 @@ func (m *Manager) pruneLocked(now time.Time) {
 			delete(m.offers, id)
 		}
 	}
+	for id, at := range m.ended {
+		if now.Sub(at) > endedTTL {
+			delete(m.ended, id)
+		}
+	}
 }
 
 // takeOfferLocked returns the conversation's offer if it is still fresh
@@ -122,16 +144,17 @@ func (m *Manager) takeOfferLocked(conversationID, credential string) (Offer, boo
 	if !ok {
 		return Offer{}, false
 	}
-	delete(m.offers, conversationID)
 	if time.Since(o.At) > m.cfg.StreamURLWindow-streamURLMargin {
+		delete(m.offers, conversationID)
 		return Offer{}, false
 	}
 	for _, c := range o.Credentials {
-		if c == credential {
+		if c != "" && c == credential {
+			delete(m.offers, conversationID)
 			return o, true
 		}
 	}
-	return Offer{}, false
+	return Offer{}, false // not theirs to spend
 }
 
 func (m *Manager) isVerified(conversationID, credential string) bool {
@@ -174,6 +197,9 @@ func (m *Manager) acquire(req Request) (*Session, error) {
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, ErrClosed
+	}
+	if at, ok := m.ended[req.ConversationID]; ok && time.Since(at) < endedTTL {
+		return nil, ErrEnded
 	}
 	s := m.sessions[req.ConversationID]
 	if s == nil {

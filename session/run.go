@@ -47,13 +47,14 @@ func (s *Session) run() {
 		switch {
 		case s.endSeen:
 			s.setStatus(Status{State: StateEnded, Reason: "the conversation ended"})
-			s.endWith(nil, nil)
+			s.m.markEnded(s.id)
+			s.endWith(ErrEnded, nil)
 			return
-		case upstream.IsCollision(err) && s.Subscribers() == 0:
+		case upstream.IsCollision(err) && s.m.retire(s, false):
 			// Someone else holds the conversation's socket and
-			// nobody here is listening: let them have it.
+			// nobody here is listening (nor about to): let them
+			// have it.
 			s.lg.Info().Msg("upstream stream taken over elsewhere (collision), session closed")
-			s.m.retire(s, true)
 			return
 		}
 		wait := s.backoff(attempt, err)
@@ -104,7 +105,7 @@ func (s *Session) open() (*upstream.Stream, error) {
 	if err := s.ensureWatermark(); err != nil {
 		return nil, err
 	}
-	conv, err := s.m.up.Reconnect(s.ctx, s.credential, s.id, s.log.Watermark())
+	conv, err := s.m.up.Reconnect(s.ctx, s.upstreamCredential(), s.id, s.log.Watermark())
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +122,7 @@ func (s *Session) ensureWatermark() error {
 	if s.log.Watermark() != "" {
 		return nil
 	}
-	set, err := s.m.up.Activities(s.ctx, s.credential, s.id, "")
+	set, err := s.m.up.Activities(s.ctx, s.upstreamCredential(), s.id, "")
 	if err != nil {
 		return err
 	}

@@ -32,8 +32,8 @@ type Session struct {
 	cancel context.CancelFunc
 
 	// Owned by the run goroutine.
-	credential    string // what the session uses upstream; never logged
-	offer         Offer
+	firstCredential string // the creator's: what readiness speaks for
+	offer           Offer
 	hasOffer      bool
 	fromBeginning bool // the log starts at the conversation's beginning
 	startCursor   *Cursor
@@ -42,7 +42,8 @@ type Session struct {
 	ready    chan struct{} // closed once the credential was accepted, or refused
 	readyErr error
 
-	mu        sync.Mutex
+	mu         sync.Mutex
+	credential string // what the session uses upstream: the latest verified; never logged
 	subs      map[*Subscriber]struct{}
 	waiting   int // subscribers between acquire and attach
 	retired   bool
@@ -63,8 +64,9 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		lg:          m.cfg.Logger.With().Str("conversation_id", req.ConversationID).Logger(),
 		ctx:         ctx,
 		cancel:      cancel,
-		credential:  req.Credential,
-		offer:       offer,
+		firstCredential: req.Credential,
+		credential:      req.Credential,
+		offer:           offer,
 		hasOffer:    hasOffer,
 		startCursor: req.Cursor,
 		ready:       make(chan struct{}),
@@ -100,9 +102,19 @@ func (s *Session) markReady(err error) {
 	}
 	s.readyErr = err
 	if err == nil {
-		s.m.markVerified(s.id, s.credential)
+		s.m.markVerified(s.id, s.firstCredential)
 	}
 	close(s.ready)
+}
+
+// upstreamCredential is the credential the session calls Direct Line
+// with: the one most recently verified for this conversation, so a
+// subscriber that refreshed its token keeps the session alive after the
+// creator's token expired.
+func (s *Session) upstreamCredential() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.credential
 }
 
 // subscribe waits for the session to be usable, verifies the credential
@@ -125,6 +137,11 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 		return nil, errRetired
 	}
 	if s.readyErr != nil {
+		if req.Credential != s.firstCredential {
+			// The creator's credential failed, not ours: ours gets
+			// a session of its own rather than someone else's verdict.
+			return nil, errRetired
+		}
 		if errors.Is(s.readyErr, ErrUnavailable) {
 			return nil, ErrUnavailable
 		}
@@ -139,6 +156,10 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 		s.mu.Unlock()
 		return nil, s.overErr
 	}
+	if s.over {
+		s.mu.Unlock()
+		return nil, errRetired
+	}
 	if s.retired {
 		s.mu.Unlock()
 		return nil, errRetired
@@ -146,6 +167,7 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 	s.waiting--
 	attached = true
 	s.subs[sub] = struct{}{}
+	s.credential = req.Credential
 	if s.idleTimer != nil {
 		s.idleTimer.Stop()
 	}
@@ -157,7 +179,9 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 // a token minted for another conversation must never read this one.
 // Accepted credentials are remembered (hashed) for VerifyTTL.
 func (s *Session) verify(ctx context.Context, credential string) error {
-	if credential == s.credential || s.m.isVerified(s.id, credential) {
+	// No shortcut for the session's own credential: it may have expired
+	// since. Its acceptance is cached like any other.
+	if s.m.isVerified(s.id, credential) {
 		return nil
 	}
 	// The cheapest authorised read: activities after the current

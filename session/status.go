@@ -74,6 +74,12 @@ func (s *Session) Status() Status {
 	return s.status
 }
 
+// unavailableEvent ends a stream that cannot be served right now.
+var unavailableEvent = func() sse.Event {
+	data, _ := json.Marshal(Status{State: StateUnavailable, Reason: "could not fetch missed activities from Direct Line; resume later"})
+	return sse.NewEvent("", "status", data)
+}()
+
 // ErrorEvent encodes a Direct Line-shaped error as an `event: error`, the
 // last thing a stream writes when the conversation cannot go on.
 func ErrorEvent(code, message string) sse.Event {

@@ -94,7 +94,9 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 	max := sub.s.m.cfg.MaxBatch
 	if sub.pos == 0 && !sub.joining && len(sub.pending) == 0 {
 		if reason := sub.catchUp(ctx); reason != "" {
-			return append(dst, ErrorEvent("UpstreamUnavailable", "could not fetch missed activities; resume later")...), reason
+			// Passing trouble, not the end of the conversation: the
+			// client comes back with its cursor after the retry hint.
+			return append(dst, unavailableEvent...), reason
 		}
 	}
 	for len(sub.pending) > 0 && len(dst) < max {
