@@ -34,43 +34,43 @@ type Session struct {
 	// Owned by the run goroutine.
 	firstCredential string // the creator's: what readiness speaks for
 	offer           Offer
-	hasOffer      bool
-	fromBeginning bool // the log starts at the conversation's beginning
-	startCursor   *Cursor
-	endSeen       bool // an endOfConversation activity arrived
+	hasOffer        bool
+	fromBeginning   bool // the log starts at the conversation's beginning
+	startCursor     *Cursor
+	endSeen         bool // an endOfConversation activity arrived
 
 	ready    chan struct{} // closed once the credential was accepted, or refused
 	readyErr error
 
 	mu         sync.Mutex
 	credential string // what the session uses upstream: the latest verified; never logged
-	subs      map[*Subscriber]struct{}
-	waiting   int // subscribers between acquire and attach
-	retired   bool
-	status    Status
-	statusVer uint64
-	statusEv  sse.Event
-	over      bool      // the session ended for good; subscribers end too
-	overErr   error     // why, for subscribers that arrive after
-	terminal  sse.Event // what they write last (nil: nothing more)
-	idleTimer *time.Timer
+	subs       map[*Subscriber]struct{}
+	waiting    int // subscribers between acquire and attach
+	retired    bool
+	status     Status
+	statusVer  uint64
+	statusEv   sse.Event
+	over       bool      // the session ended for good; subscribers end too
+	overErr    error     // why, for subscribers that arrive after
+	terminal   sse.Event // what they write last (nil: nothing more)
+	idleTimer  *time.Timer
 }
 
 func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 	ctx, cancel := context.WithCancel(m.ctx)
 	s := &Session{
-		id:          req.ConversationID,
-		m:           m,
-		lg:          m.cfg.Logger.With().Str("conversation_id", req.ConversationID).Logger(),
-		ctx:         ctx,
-		cancel:      cancel,
+		id:              req.ConversationID,
+		m:               m,
+		lg:              m.cfg.Logger.With().Str("conversation_id", req.ConversationID).Logger(),
+		ctx:             ctx,
+		cancel:          cancel,
 		firstCredential: req.Credential,
 		credential:      req.Credential,
 		offer:           offer,
-		hasOffer:    hasOffer,
-		startCursor: req.Cursor,
-		ready:       make(chan struct{}),
-		subs:        make(map[*Subscriber]struct{}),
+		hasOffer:        hasOffer,
+		startCursor:     req.Cursor,
+		ready:           make(chan struct{}),
+		subs:            make(map[*Subscriber]struct{}),
 	}
 	start := ""
 	switch {

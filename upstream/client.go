@@ -152,8 +152,14 @@ func (c *Client) allow() (done func(error), err error) {
 // what Direct Line needs (Authorization, Content-Type).
 func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, header http.Header, body io.Reader) (*http.Response, error) {
 	u := *c.base
-	u.Path = c.base.Path + apiPrefix + path
-	u.RawPath = ""
+	// path is already escaped: keep it as the wire form so an escaped
+	// byte is not escaped twice.
+	u.RawPath = c.base.EscapedPath() + apiPrefix + path
+	unescaped, err := url.PathUnescape(u.RawPath)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: bad path: %w", err)
+	}
+	u.Path = unescaped
 	u.RawQuery = rawQuery
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {

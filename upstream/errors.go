@@ -83,7 +83,7 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 		}
 		d := time.Duration(n) * time.Second
 		if n > int64(maxRetryAfter/time.Second) {
-			d = time.Duration(n) * time.Millisecond
+			d = time.Duration(min(n, int64(maxRetryAfter/time.Millisecond))) * time.Millisecond
 		}
 		return min(d, maxRetryAfter)
 	}

@@ -93,7 +93,11 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 	conn.SetReadLimit(c.cfg.ReadLimit)
 	conn.SetPongHandler(func(string) error { return s.extendRead() })
 	_ = s.extendRead()
+	// Under the lock: the first keepalive, which takes it too, must find
+	// the timer it resets.
+	s.mu.Lock()
 	s.timer = time.AfterFunc(s.keepalive, s.sendKeepalive)
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -149,7 +153,7 @@ func (s *Stream) Next() (ActivitySet, error) {
 		typ, msg, err := s.conn.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: no close frame, a drop
 				return ActivitySet{}, &ClosedError{Code: ce.Code, Reason: ce.Text}
 			}
 			return ActivitySet{}, fmt.Errorf("upstream: stream read: %w", err)

@@ -23,20 +23,27 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "dlsse:", err)
 		os.Exit(1)
 	}
 }
 
-// run is main with its inputs made explicit, for tests.
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// run is main with its inputs made explicit, for tests: it serves until ctx
+// ends (main ends it on SIGINT or SIGTERM).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file")
 	demo := fs.Bool("demo", false, "run with an in-process Direct Line fake and an echo bot (no network, no secret)")
 	registerFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -help printed the usage; that is success
+		}
 		return err
 	}
 	cfg, err := loadConfig(fs, *configPath, getenv)
@@ -47,9 +54,6 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 
 	if *demo {
 		fake := startDemoUpstream()
