@@ -11,28 +11,17 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/upstream"
 )
 
 // maxConversationBody bounds a start/reconnect answer read for rewriting.
 const maxConversationBody = 1 << 20
 
-// maxConversationIDLen bounds a conversation id taken from a URL.
-const maxConversationIDLen = 128
-
-// validConversationID keeps ids to what Direct Line issues, so that an id
-// can go into an upstream URL and a log line without escaping surprises.
+// validConversationID refuses ids Direct Line would not issue, before one
+// goes into an upstream URL or a log line.
 func validConversationID(id string) error {
-	if id == "" || len(id) > maxConversationIDLen {
+	if !upstream.ValidConversationID(id) {
 		return newError(http.StatusBadRequest, codeBadArgument, "invalid conversation id")
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		switch {
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case c == '-', c == '_', c == '.', c == ':', c == '|':
-		default:
-			return newError(http.StatusBadRequest, codeBadArgument, "invalid conversation id")
-		}
 	}
 	return nil
 }

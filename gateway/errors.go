@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -35,19 +34,6 @@ func (e *apiError) Error() string { return e.code + ": " + e.message }
 
 func newError(status int, code, message string) *apiError {
 	return &apiError{status: status, code: code, message: message}
-}
-
-// errorJSON is the body of every error answer.
-func errorJSON(code, message string) []byte {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = code, message
-	b, _ := json.Marshal(body)
-	return b
 }
 
 // toAPIError maps any error to the answer a client gets. It is the one
@@ -99,7 +85,7 @@ func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(max(ae.retryAfter.Round(time.Second)/time.Second, 1))))
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
-	return c.Status(ae.status).Send(errorJSON(ae.code, ae.message))
+	return c.Status(ae.status).Send(upstream.ErrorJSON(ae.code, ae.message))
 }
 
 func (g *Gateway) notFound(c *fiber.Ctx) error {

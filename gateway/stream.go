@@ -170,7 +170,7 @@ func (g *Gateway) shutdownRetry(dst []byte) []byte {
 // writeErrorResponse writes a complete Direct Line-shaped error answer on
 // a hijacked connection.
 func writeErrorResponse(conn net.Conn, ae *apiError) {
-	body := errorJSON(ae.code, ae.message)
+	body := upstream.ErrorJSON(ae.code, ae.message)
 	w := bufio.NewWriterSize(conn, 512)
 	w.WriteString("HTTP/1.1 " + strconv.Itoa(ae.status) + " " + http.StatusText(ae.status) + "\r\n")
 	w.WriteString("Content-Type: application/json; charset=utf-8\r\n")

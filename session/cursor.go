@@ -6,6 +6,8 @@ import (
 	"errors"
 	"hash/fnv"
 	"strings"
+
+	"github.com/dlsse/dlsse/upstream"
 )
 
 // A Cursor marks a place in a conversation: just after one activity. It is
@@ -96,24 +98,12 @@ func ParseCursor(s string) (Cursor, error) {
 	return Cursor{Base: base, Hash: binary.BigEndian.Uint64(raw[:]), HasHash: true}, nil
 }
 
-// MaxWatermarkLen bounds a watermark accepted from a client.
-const MaxWatermarkLen = 128
-
 // ValidateWatermark checks that a watermark is safe to put in an upstream
-// URL and in an SSE id line: short, printable ASCII letters, digits and
-// "-_.:|", never '~'. Direct Line's own watermarks are digits.
+// URL and in an SSE id line (see upstream.ValidWatermark); it never holds
+// '~', the cursor separator.
 func ValidateWatermark(w string) error {
-	if len(w) > MaxWatermarkLen {
+	if !upstream.ValidWatermark(w) {
 		return ErrBadCursor
-	}
-	for i := 0; i < len(w); i++ {
-		c := w[i]
-		switch {
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-		case c == '-', c == '_', c == '.', c == ':', c == '|':
-		default:
-			return ErrBadCursor
-		}
 	}
 	return nil
 }

@@ -25,11 +25,7 @@ func (s *Session) run() {
 			if s.stopOn(err) {
 				return
 			}
-			wait := s.backoff(attempt, err)
-			attempt++
-			s.lg.Info().Err(err).Dur("retry_in", wait).Msg("upstream stream not open")
-			s.setStatus(Status{State: StateReconnecting, Reason: reasonText(err), RetryIn: ms(wait)})
-			if !s.sleep(wait) {
+			if !s.pause(&attempt, err, "upstream stream not open") {
 				return
 			}
 			continue
@@ -57,14 +53,21 @@ func (s *Session) run() {
 			s.lg.Info().Msg("upstream stream taken over elsewhere (collision), session closed")
 			return
 		}
-		wait := s.backoff(attempt, err)
-		attempt++
-		s.lg.Info().Err(err).Dur("retry_in", wait).Msg("upstream stream dropped")
-		s.setStatus(Status{State: StateReconnecting, Reason: reasonText(err), RetryIn: ms(wait)})
-		if !s.sleep(wait) {
+		if !s.pause(&attempt, err, "upstream stream dropped") {
 			return
 		}
 	}
+}
+
+// pause tells subscribers the session is reconnecting and waits out the
+// backoff for this attempt. It returns false when the session was stopped
+// meanwhile.
+func (s *Session) pause(attempt *int, err error, what string) bool {
+	wait := s.backoff(*attempt, err)
+	*attempt++
+	s.lg.Info().Err(err).Dur("retry_in", wait).Msg(what)
+	s.setStatus(Status{State: StateReconnecting, Reason: reasonText(err), RetryIn: ms(wait)})
+	return s.sleep(wait)
 }
 
 // stopOn decides whether an error ends the session. A refusal of the

@@ -83,15 +83,7 @@ var unavailableEvent = func() sse.Event {
 // ErrorEvent encodes a Direct Line-shaped error as an `event: error`, the
 // last thing a stream writes when the conversation cannot go on.
 func ErrorEvent(code, message string) sse.Event {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = code, message
-	data, _ := json.Marshal(body)
-	return sse.NewEvent("", "error", data)
+	return sse.NewEvent("", "error", upstream.ErrorJSON(code, message))
 }
 
 // errorEventFor encodes what ended a session.

@@ -50,6 +50,46 @@ type errorBody struct {
 	} `json:"error"`
 }
 
+// ErrorJSON encodes a Direct Line error body,
+// {"error":{"code":…,"message":…}}.
+func ErrorJSON(code, message string) []byte {
+	var body errorBody
+	body.Error.Code, body.Error.Message = code, message
+	b, _ := json.Marshal(body)
+	return b
+}
+
+// MaxConversationIDLen and MaxWatermarkLen bound what is accepted from
+// clients; Direct Line's own are far shorter.
+const (
+	MaxConversationIDLen = 128
+	MaxWatermarkLen      = 128
+)
+
+// ValidConversationID and ValidWatermark accept what Direct Line issues:
+// short strings of letters, digits and "-_.:|". Anything else could change
+// the meaning of an upstream URL or an SSE line, so it is refused before
+// use.
+func ValidConversationID(id string) bool {
+	return id != "" && len(id) <= MaxConversationIDLen && plainToken(id)
+}
+
+// ValidWatermark: see ValidConversationID. The empty watermark is valid (no
+// watermark).
+func ValidWatermark(w string) bool { return len(w) <= MaxWatermarkLen && plainToken(w) }
+
+func plainToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c == '-', c == '_', c == '.', c == ':', c == '|':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // maxErrorBody bounds how much of an error answer is read.
 const maxErrorBody = 64 << 10
 
