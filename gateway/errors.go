@@ -55,8 +55,13 @@ func toAPIError(err error) *apiError {
 		}
 		return &apiError{status: up.Status, code: code, message: msg, retryAfter: up.RetryAfter}
 	case errors.Is(err, upstream.ErrUnavailable), errors.Is(err, session.ErrUnavailable):
+		retry := 5 * time.Second
+		var ue *upstream.UnavailableError
+		if errors.As(err, &ue) {
+			retry = max(ue.RetryIn, time.Second)
+		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
-			message: "Direct Line is unavailable; retry later", retryAfter: 5 * time.Second}
+			message: "Direct Line is unavailable; retry later", retryAfter: retry}
 	case errors.Is(err, session.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeServiceUnavailable,
 			message: "the gateway is shutting down", retryAfter: time.Second}
@@ -82,10 +87,16 @@ func toAPIError(err error) *apiError {
 func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
 	ae := toAPIError(err)
 	if ae.retryAfter > 0 {
-		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(max(ae.retryAfter.Round(time.Second)/time.Second, 1))))
+		c.Set(fiber.HeaderRetryAfter, retryAfterSeconds(ae.retryAfter))
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSONCharsetUTF8)
 	return c.Status(ae.status).Send(upstream.ErrorJSON(ae.code, ae.message))
+}
+
+// retryAfterSeconds renders a Retry-After value: whole seconds, rounded
+// up, at least 1.
+func retryAfterSeconds(d time.Duration) string {
+	return strconv.Itoa(int(max((d+time.Second-1)/time.Second, 1)))
 }
 
 func (g *Gateway) notFound(c *fiber.Ctx) error {

@@ -11,13 +11,16 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/rs/zerolog"
 
 	"github.com/dlsse/dlsse/session"
+	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
 )
 
@@ -59,7 +62,26 @@ type Config struct {
 	BodyLimit int
 	// Logger receives request and stream logs.
 	Logger zerolog.Logger
+	// Observer receives stream events for metrics; nil means none.
+	Observer Observer
+	// Metrics, when set, is served at /metrics.
+	Metrics http.Handler
+	// ReadyIgnoresUpstream keeps /readyz at 200 while the circuit
+	// breaker is open. By default an open breaker makes the instance
+	// not ready.
+	ReadyIgnoresUpstream bool
 }
+
+// Observer is told about SSE streams, for metrics.
+type Observer interface {
+	StreamOpened()
+	StreamClosed(reason sse.Reason)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) StreamOpened()           {}
+func (nopObserver) StreamClosed(sse.Reason) {}
 
 func (c *Config) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -76,6 +98,9 @@ func (c *Config) setDefaults() {
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	if c.BodyLimit <= 0 {
 		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 }
 
@@ -117,6 +142,9 @@ func (g *Gateway) routes() {
 	g.app.Use(g.logRequests)
 	g.app.Get("/healthz", g.healthz)
 	g.app.Get("/readyz", g.readyz)
+	if g.cfg.Metrics != nil {
+		g.app.Get("/metrics", adaptor.HTTPHandler(g.cfg.Metrics))
+	}
 
 	dl := g.app.Group("/v3/directline")
 	dl.Post("/tokens/generate", g.forward)

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/sony/gobreaker/v2"
 )
 
 // healthz answers as long as the process serves HTTP: it touches nothing
@@ -12,10 +13,15 @@ func (g *Gateway) healthz(c *fiber.Ctx) error {
 	return c.SendString("ok")
 }
 
-// readyz says whether this instance should get new traffic.
+// readyz says whether this instance should get new traffic: not while it
+// shuts down, and not while the circuit breaker to Direct Line is open
+// (unless configured otherwise), since it could serve nothing new.
 func (g *Gateway) readyz(c *fiber.Ctx) error {
 	if g.stopping.Load() {
 		return c.Status(http.StatusServiceUnavailable).SendString("shutting down")
+	}
+	if !g.cfg.ReadyIgnoresUpstream && g.up.BreakerState() == gobreaker.StateOpen {
+		return c.Status(http.StatusServiceUnavailable).SendString("Direct Line unavailable (circuit open)")
 	}
 	return c.SendString("ready")
 }

@@ -47,13 +47,13 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if g.stopping.Load() {
-		return toAPIError(session.ErrClosed)
-	}
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(conn net.Conn) {
 		if !g.streams.add() {
-			writeErrorResponse(conn, toAPIError(session.ErrClosed))
+			// Shutting down: a 200 that ends at once, with a
+			// jittered retry hint, sends the browser to another
+			// replica; a 503 would make EventSource give up.
+			g.refuseStream(conn, session.ErrClosed, g.lg)
 			return
 		}
 		defer g.streams.done()
@@ -119,12 +119,14 @@ func (g *Gateway) serveStream(conn net.Conn, req streamRequest) {
 		return
 	}
 	lg.Debug().Str("remote", req.remote).Msg("stream opened")
+	g.cfg.Observer.StreamOpened()
 	reason := sse.Serve(g.stopCtx, conn, sub, sse.Options{
 		Retry:        g.cfg.Retry,
 		Heartbeat:    g.cfg.Heartbeat,
 		WriteTimeout: g.cfg.SSEWriteTimeout,
 		OnShutdown:   g.shutdownRetry,
 	})
+	g.cfg.Observer.StreamClosed(reason)
 	lg.Debug().Str("reason", string(reason)).Msg("stream closed")
 }
 
@@ -146,8 +148,13 @@ func (g *Gateway) refuseStream(conn net.Conn, err error, lg zerolog.Logger) {
 		writeErrorResponse(conn, ae)
 		return
 	}
-	lg.Info().Err(err).Msg("stream not served: Direct Line unavailable")
-	wait := g.cfg.Retry + rand.N(g.cfg.ShutdownJitter+1)
+	lg.Info().Err(err).Msg("stream not served now")
+	wait := g.cfg.Retry
+	var ue *upstream.UnavailableError
+	if errors.As(err, &ue) {
+		wait = max(wait, ue.RetryIn) // no point before the breaker lets a call through
+	}
+	wait += rand.N(g.cfg.ShutdownJitter + 1)
 	status, _ := json.Marshal(session.Status{
 		State:   session.StateUnavailable,
 		Reason:  ae.message,
@@ -176,7 +183,7 @@ func writeErrorResponse(conn net.Conn, ae *apiError) {
 	w.WriteString("Content-Type: application/json; charset=utf-8\r\n")
 	w.WriteString("Cache-Control: no-store\r\n")
 	if ae.retryAfter > 0 {
-		w.WriteString("Retry-After: " + strconv.Itoa(int(max(ae.retryAfter/time.Second, 1))) + "\r\n")
+		w.WriteString("Retry-After: " + retryAfterSeconds(ae.retryAfter) + "\r\n")
 	}
 	w.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n")
 	w.Write(body)

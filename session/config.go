@@ -57,6 +57,11 @@ type Config struct {
 	MaxBatch int
 	// Logger receives session logs; conversation_id is on every line.
 	Logger zerolog.Logger
+	// Observer receives metrics events; nil means none.
+	Observer Observer
+	// RefreshMargin: an upstream token is refreshed once this fraction of
+	// its lifetime is left (Direct Line's own client refreshes at half).
+	RefreshMargin float64
 }
 
 func (c *Config) setDefaults() {
@@ -77,8 +82,46 @@ func (c *Config) setDefaults() {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.RefreshMargin <= 0 || c.RefreshMargin >= 1 {
+		c.RefreshMargin = 0.5
+	}
 }
 
 // streamURLMargin is kept from the stream URL window so a URL is never
 // dialled in its last seconds.
 const streamURLMargin = 10 * time.Second
+
+// Observer is told what sessions do, for metrics. Methods must be fast and
+// safe for concurrent use.
+type Observer interface {
+	SessionOpened()
+	SessionClosed()
+	UpstreamConnected()
+	UpstreamDisconnected()
+	// Reconnect: the upstream stream was lost and will be reopened;
+	// reason is closed, collision, stalled or lost.
+	Reconnect(reason string)
+	// ActivitiesReceived counts new activities added to a log.
+	ActivitiesReceived(n int)
+	// ActivitiesDelivered counts activity events handed to subscribers.
+	ActivitiesDelivered(n int)
+	// Replay: a resume or a fall-behind served from the log (hit) or
+	// fetched from Direct Line (miss).
+	Replay(hit bool)
+	TokenRefreshed(err error)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) SessionOpened()          {}
+func (nopObserver) SessionClosed()          {}
+func (nopObserver) UpstreamConnected()      {}
+func (nopObserver) UpstreamDisconnected()   {}
+func (nopObserver) Reconnect(string)        {}
+func (nopObserver) ActivitiesReceived(int)  {}
+func (nopObserver) ActivitiesDelivered(int) {}
+func (nopObserver) Replay(bool)             {}
+func (nopObserver) TokenRefreshed(error)    {}

@@ -98,5 +98,6 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 		return
 	}
 	s.log.Append(entries, wm)
+	s.m.cfg.Observer.ActivitiesReceived(len(entries))
 	s.notify()
 }

@@ -34,6 +34,10 @@ type Offer struct {
 	FromBeginning bool
 	Watermark     string
 	At            time.Time
+	// Token and ExpiresIn are the token Direct Line answered with and its
+	// lifetime in seconds, so a session using it can refresh it in time.
+	Token     string
+	ExpiresIn int
 }
 
 // Request asks to subscribe to a conversation.

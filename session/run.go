@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/dlsse/dlsse/upstream"
@@ -13,7 +15,11 @@ import (
 // into the log, and when it drops open it again from the stored watermark,
 // until the session is retired.
 func (s *Session) run() {
+	obs := s.m.cfg.Observer
+	obs.SessionOpened()
 	defer s.m.wg.Done()
+	defer obs.SessionClosed()
+	defer s.stop()
 	defer s.markReady(errRetired) // unblocks waiters if run ends before ready
 	attempt := 0
 	for {
@@ -22,18 +28,23 @@ func (s *Session) run() {
 			if s.ctx.Err() != nil {
 				return
 			}
-			if s.stopOn(err) {
+			switch s.verdict(err) {
+			case stop:
 				return
+			case retryNow:
+				continue
 			}
 			if !s.pause(&attempt, err, "upstream stream not open") {
 				return
 			}
 			continue
 		}
+		obs.UpstreamConnected()
 		s.setStatus(Status{State: StateOnline})
 		opened := time.Now()
 		err = s.read(stream)
 		_ = stream.Close()
+		obs.UpstreamDisconnected()
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -53,42 +64,96 @@ func (s *Session) run() {
 			s.lg.Info().Msg("upstream stream taken over elsewhere (collision), session closed")
 			return
 		}
+		obs.Reconnect(dropReason(err))
 		if !s.pause(&attempt, err, "upstream stream dropped") {
 			return
 		}
 	}
 }
 
+// stop ends what the session scheduled besides run, and waits for it.
+func (s *Session) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	if s.refreshTimer != nil {
+		s.refreshTimer.Stop()
+	}
+	s.mu.Unlock()
+	s.tasks.closeAndWait()
+}
+
+// dropReason names why an open stream ended, for metrics.
+func dropReason(err error) string {
+	var ce *upstream.ClosedError
+	var ne net.Error
+	switch {
+	case upstream.IsCollision(err):
+		return "collision"
+	case errors.As(err, &ce):
+		return "closed"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "stalled"
+	default:
+		return "lost"
+	}
+}
+
 // pause tells subscribers the session is reconnecting and waits out the
-// backoff for this attempt. It returns false when the session was stopped
+// backoff for this attempt: until the breaker lets a probe through when it
+// is open (spread, so sessions do not probe together), the exponential
+// jittered delay otherwise. It returns false when the session was stopped
 // meanwhile.
 func (s *Session) pause(attempt *int, err error, what string) bool {
-	wait := s.backoff(*attempt, err)
-	*attempt++
+	state := StateReconnecting
+	var wait time.Duration
+	var ue *upstream.UnavailableError
+	if errors.As(err, &ue) {
+		state = StateUnavailable
+		wait = ue.RetryIn + rand.N(min(s.m.cfg.BackoffMax, ue.RetryIn+s.m.cfg.BackoffBase)+1)
+	} else {
+		wait = s.backoff(*attempt, err)
+		*attempt++
+	}
 	s.lg.Info().Err(err).Dur("retry_in", wait).Msg(what)
-	s.setStatus(Status{State: StateReconnecting, Reason: reasonText(err), RetryIn: ms(wait)})
+	s.setStatus(Status{State: state, Reason: reasonText(err), RetryIn: ms(wait)})
 	return s.sleep(wait)
 }
 
-// stopOn decides whether an error ends the session. A refusal of the
-// credential or conversation is final: subscribers get it as an error event
-// (and a new subscriber gets it as a status). So is any failure before the
-// credential was ever accepted: nobody verified may keep a session alive.
-func (s *Session) stopOn(err error) bool {
+// What the loop does after an attempt to open the stream failed.
+type nextStep int
+
+const (
+	backOff  nextStep = iota // wait, then try again
+	retryNow                 // another credential is left: try it at once
+	stop                     // the session is over
+)
+
+// verdict decides what a failure to open the stream means. A refusal of
+// the credential falls back on another credential the session holds; with
+// none left, or for an unknown conversation, the session ends and its
+// subscribers get the refusal as an error event (new subscribers get its
+// status). Any failure before a credential was ever accepted ends it too:
+// nobody verified may keep a session alive.
+func (s *Session) verdict(err error) nextStep {
 	select {
 	case <-s.ready:
 	default:
 		s.markReady(classify(err))
 		s.m.retire(s, true)
-		return true
+		return stop
 	}
 	var apiErr *upstream.APIError
-	if errors.As(err, &apiErr) && apiErr.Terminal() {
-		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused the conversation, session ended")
-		s.endWith(apiErr, errorEventFor(apiErr))
-		return true
+	if !errors.As(err, &apiErr) || !apiErr.Terminal() {
+		return backOff
 	}
-	return false
+	refusal := apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden
+	if refusal && s.dropCredential(s.lastCredential) {
+		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused a credential; trying another")
+		return retryNow
+	}
+	s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused the conversation, session ended")
+	s.endWith(apiErr, errorEventFor(apiErr))
+	return stop
 }
 
 // open returns a connected upstream stream that continues exactly where
@@ -108,11 +173,15 @@ func (s *Session) open() (*upstream.Stream, error) {
 	if err := s.ensureWatermark(); err != nil {
 		return nil, err
 	}
-	conv, err := s.m.up.Reconnect(s.ctx, s.upstreamCredential(), s.id, s.log.Watermark())
+	s.lastCredential = s.upstreamCredential()
+	conv, err := s.m.up.Reconnect(s.ctx, s.lastCredential, s.id, s.log.Watermark())
 	if err != nil {
 		return nil, err
 	}
 	s.markReady(nil)
+	if conv.Token == s.lastCredential {
+		s.learnExpiry(conv.Token, conv.ExpiresIn)
+	}
 	return s.m.up.Dial(s.ctx, conv.StreamURL)
 }
 
@@ -125,7 +194,8 @@ func (s *Session) ensureWatermark() error {
 	if s.log.Watermark() != "" {
 		return nil
 	}
-	set, err := s.m.up.Activities(s.ctx, s.upstreamCredential(), s.id, "")
+	s.lastCredential = s.upstreamCredential()
+	set, err := s.m.up.Activities(s.ctx, s.lastCredential, s.id, "")
 	if err != nil {
 		return err
 	}

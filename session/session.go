@@ -33,6 +33,7 @@ type Session struct {
 
 	// Owned by the run goroutine.
 	firstCredential string // the creator's: what readiness speaks for
+	lastCredential  string // what the last upstream call used
 	offer           Offer
 	hasOffer        bool
 	fromBeginning   bool // the log starts at the conversation's beginning
@@ -42,8 +43,12 @@ type Session struct {
 	ready    chan struct{} // closed once the credential was accepted, or refused
 	readyErr error
 
-	mu         sync.Mutex
-	credential string // what the session uses upstream: the latest verified; never logged
+	tasks taskGroup // short-lived goroutines (token refresh) the session waits for
+
+	mu           sync.Mutex
+	creds        []credential // proven credentials, newest first; never logged
+	refreshTimer *time.Timer
+	stopped      bool // run has ended: schedule nothing more
 	subs       map[*Subscriber]struct{}
 	waiting    int // subscribers between acquire and attach
 	retired    bool
@@ -65,7 +70,7 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		ctx:             ctx,
 		cancel:          cancel,
 		firstCredential: req.Credential,
-		credential:      req.Credential,
+		creds:           []credential{{value: req.Credential}},
 		offer:           offer,
 		hasOffer:        hasOffer,
 		startCursor:     req.Cursor,
@@ -80,6 +85,9 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 	case req.Cursor != nil:
 		start = req.Cursor.Base
 		s.fromBeginning = start == ""
+	}
+	if hasOffer && offer.Token == req.Credential {
+		s.creds[0].refreshAt = s.refreshTime(offer.ExpiresIn)
 	}
 	s.log = newMemLog(m.cfg.ReplayBuffer, start)
 	s.setStatusLocked(Status{State: StateConnecting})
@@ -107,15 +115,6 @@ func (s *Session) markReady(err error) {
 	close(s.ready)
 }
 
-// upstreamCredential is the credential the session calls Direct Line
-// with: the one most recently verified for this conversation, so a
-// subscriber that refreshed its token keeps the session alive after the
-// creator's token expired.
-func (s *Session) upstreamCredential() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.credential
-}
 
 // subscribe waits for the session to be usable, verifies the credential
 // and attaches a subscriber. The caller was counted in s.waiting.
@@ -167,7 +166,7 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 	s.waiting--
 	attached = true
 	s.subs[sub] = struct{}{}
-	s.credential = req.Credential
+	s.addCredentialLocked(req.Credential, time.Time{})
 	if s.idleTimer != nil {
 		s.idleTimer.Stop()
 	}
@@ -260,4 +259,32 @@ func (s *Session) endWith(err error, ev sse.Event) {
 	s.mu.Unlock()
 	s.m.retire(s, true) // first, so no new subscriber finds it
 	s.notify()
+}
+
+// taskGroup tracks short-lived goroutines a session starts (timer
+// callbacks). Unlike a bare WaitGroup it refuses new tasks once closed, so
+// a late timer cannot race the final wait.
+type taskGroup struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (g *taskGroup) start() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *taskGroup) done() { g.wg.Done() }
+
+func (g *taskGroup) closeAndWait() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }

@@ -52,7 +52,9 @@ func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
 		return sub
 	}
 	sub.last = *cursor
-	if seq, ok := s.log.Locate(*cursor); ok {
+	seq, ok := s.log.Locate(*cursor)
+	s.m.cfg.Observer.Replay(ok)
+	if ok {
 		sub.pos = seq
 		return sub
 	}
@@ -99,12 +101,15 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 			return append(dst, unavailableEvent...), reason
 		}
 	}
+	delivered := 0
+	defer func() { sub.s.m.cfg.Observer.ActivitiesDelivered(delivered) }()
 	for len(sub.pending) > 0 && len(dst) < max {
 		p := sub.pending[0]
 		sub.pending[0] = pendingEvent{}
 		sub.pending = sub.pending[1:]
 		dst = append(dst, p.ev...)
 		sub.last = p.cursor
+		delivered++
 	}
 	if len(sub.pending) > 0 {
 		return dst, ""
@@ -138,12 +143,14 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 			return true // typing from before we came: history, not news
 		}
 		dst = append(dst, e.Event...)
+		delivered++
 		if e.Durable {
 			sub.last = e.Cursor()
 		}
 		return true
 	})
 	if fellOff {
+		sub.s.m.cfg.Observer.Replay(false)
 		// The log moved past us: catch up from Direct Line on the next
 		// call, without dropping the client.
 		sub.pos = 0

@@ -10,7 +10,6 @@ package upstream
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -49,9 +48,12 @@ type Config struct {
 	ReadTimeout time.Duration
 	// ReadLimit is the largest stream message accepted. Default 4 MiB.
 	ReadLimit int64
-	// Breaker configures the circuit breaker; Name defaults to
-	// "directline". IsSuccessful is always set by the client.
+	// Breaker configures the circuit breaker. Zero fields take the
+	// defaults in breaker.go; IsSuccessful, IsExcluded and OnStateChange
+	// are the client's own (see Hooks).
 	Breaker gobreaker.Settings
+	// Hooks observe the client, for metrics and logs.
+	Hooks Hooks
 	// Transport overrides the HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -63,6 +65,7 @@ type Client struct {
 	http    *http.Client
 	dialer  *websocket.Dialer
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	state   breakerState
 }
 
 // New returns a Client for cfg.
@@ -81,11 +84,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ReadLimit <= 0 {
 		cfg.ReadLimit = 4 << 20
 	}
-	if cfg.Breaker.Name == "" {
-		cfg.Breaker.Name = "directline"
-	}
-	cfg.Breaker.IsSuccessful = isSuccessful
-	cfg.Breaker.IsExcluded = isExcluded
 	transport := cfg.Transport
 	if transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -109,8 +107,8 @@ func New(cfg Config) (*Client, error) {
 			WriteBufferSize:  512,
 			WriteBufferPool:  writeBufferPool,
 		},
-		breaker: gobreaker.NewTwoStepCircuitBreaker[struct{}](cfg.Breaker),
 	}
+	c.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](c.breakerSettings(cfg.Breaker))
 	return c, nil
 }
 
@@ -119,31 +117,6 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-// BreakerState reports the circuit breaker's state.
-func (c *Client) BreakerState() gobreaker.State { return c.breaker.State() }
-
-// errServerFailure marks a 5xx answer for the breaker.
-var errServerFailure = errors.New("directline: server failure")
-
-// isSuccessful decides what trips the breaker: transport failures,
-// timeouts and 5xx do; 4xx answers (the service is up, the request was
-// wrong) do not.
-func isSuccessful(err error) bool { return err == nil }
-
-// isExcluded keeps the client's own cancellation out of the counts: it says
-// nothing about the service.
-func isExcluded(err error) bool { return errors.Is(err, context.Canceled) }
-
-// allow asks the breaker for a call. done must be called with the call's
-// outcome as the breaker should see it.
-func (c *Client) allow() (done func(error), err error) {
-	done, err = c.breaker.Allow()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return done, nil
 }
 
 // Forward sends a client's request to Direct Line as is and returns the
@@ -171,23 +144,24 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 	if rc, ok := body.(interface{ Len() int }); ok {
 		req.ContentLength = int64(rc.Len())
 	}
+	op := operation(method, path)
 	done, err := c.allow()
 	if err != nil {
+		c.observe(op, statusRefused, 0)
 		return nil, err
 	}
+	start := time.Now()
 	resp, err := c.http.Do(req)
-	switch {
-	case err != nil:
+	if err != nil {
 		if ctx.Err() == context.Canceled {
 			err = fmt.Errorf("%w (%v)", context.Canceled, err)
 		}
 		done(err)
+		c.observe(op, statusTransport, time.Since(start))
 		return nil, fmt.Errorf("upstream: %s %s: %w", method, path, err)
-	case resp.StatusCode >= 500:
-		done(errServerFailure)
-	default:
-		done(nil)
 	}
+	done(statusVerdict(resp.StatusCode))
+	c.observe(op, resp.StatusCode, time.Since(start))
 	return resp, nil
 }
 
@@ -229,6 +203,14 @@ func watermarkQuery(watermark string) string {
 func (c *Client) Reconnect(ctx context.Context, credential, conversationID, watermark string) (Conversation, error) {
 	var conv Conversation
 	err := c.call(ctx, credential, http.MethodGet, ConversationPath(conversationID), watermarkQuery(watermark), &conv)
+	return conv, err
+}
+
+// RefreshToken exchanges a token that has not expired yet for a fresh one
+// for the same conversation.
+func (c *Client) RefreshToken(ctx context.Context, token string) (Conversation, error) {
+	var conv Conversation
+	err := c.call(ctx, token, http.MethodPost, "/tokens/refresh", "", &conv)
 	return conv, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -65,8 +66,10 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 	}
 	done, err := c.allow()
 	if err != nil {
+		c.observe("dial", statusRefused, 0)
 		return nil, err
 	}
+	start := time.Now()
 	conn, resp, err := c.dialer.DialContext(ctx, u.String(), nil)
 	if err != nil {
 		if ctx.Err() == context.Canceled {
@@ -74,21 +77,18 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 			return nil, context.Canceled
 		}
 		if resp != nil {
-			// The service answered but refused the upgrade: a 4xx is
-			// the request's fault, a 5xx the service's.
-			apiErr := newAPIError(resp)
-			if apiErr.Status >= 500 {
-				done(errServerFailure)
-			} else {
-				done(nil)
-			}
-			return nil, apiErr
+			// The service answered but refused the upgrade.
+			done(statusVerdict(resp.StatusCode))
+			c.observe("dial", resp.StatusCode, time.Since(start))
+			return nil, newAPIError(resp)
 		}
 		done(err)
+		c.observe("dial", statusTransport, time.Since(start))
 		// err may quote the URL, which holds a token: never wrap it.
 		return nil, fmt.Errorf("upstream: dial stream: %w", dialError(err))
 	}
 	done(nil)
+	c.observe("dial", http.StatusSwitchingProtocols, time.Since(start))
 	s := &Stream{conn: conn, readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive}
 	conn.SetReadLimit(c.cfg.ReadLimit)
 	conn.SetPongHandler(func(string) error { return s.extendRead() })

@@ -43,6 +43,10 @@ type Config struct {
 
 	UpstreamTimeout   time.Duration `koanf:"upstream_timeout"`
 	UpstreamKeepalive time.Duration `koanf:"upstream_keepalive"`
+
+	BreakerFailures      int           `koanf:"breaker_failures"`
+	BreakerOpen          time.Duration `koanf:"breaker_open"`
+	ReadyIgnoresUpstream bool          `koanf:"ready_ignores_upstream"`
 }
 
 // defaults is the configuration before any source is read.
@@ -65,30 +69,35 @@ func defaults() Config {
 		BackoffMax:        session.DefaultBackoffMax,
 		UpstreamTimeout:   20 * time.Second,
 		UpstreamKeepalive: 20 * time.Second,
+		BreakerFailures:   upstream.DefaultBreakerFailures,
+		BreakerOpen:       upstream.DefaultBreakerOpen,
 	}
 }
 
 // flagUsage documents each key once; it is the -help text and the list of
 // flags.
 var flagUsage = map[string]string{
-	"listen":             "address to listen on",
-	"upstream_url":       "Direct Line base URL (/v3/directline/... is appended)",
-	"public_url":         "base URL written into streamUrl (default: from each request's Host)",
-	"log_level":          "debug, info, warn or error",
-	"log_format":         "json or console",
-	"heartbeat":          "idle time before a stream gets a keepalive comment",
-	"retry":              "SSE retry hint sent at the start of every stream",
-	"shutdown_jitter":    "random extra added to the retry hint sent at shutdown",
-	"sse_write_timeout":  "a stream write that takes longer drops the client as slow",
-	"shutdown_timeout":   "how long shutdown may take",
-	"replay_buffer":      "activities kept per conversation for resume and slow readers",
-	"max_batch_bytes":    "bytes a stream writes in one go",
-	"idle_grace":         "how long a conversation's upstream socket stays open after its last subscriber left",
-	"verify_ttl":         "how long a credential Direct Line accepted is trusted without asking again",
-	"backoff_base":       "first reconnect delay ceiling (exponential, full jitter)",
-	"backoff_max":        "largest reconnect delay",
-	"upstream_timeout":   "timeout of a REST call dlsse makes to Direct Line for itself",
-	"upstream_keepalive": "how often an upstream socket sends a keepalive",
+	"listen":                 "address to listen on",
+	"upstream_url":           "Direct Line base URL (/v3/directline/... is appended)",
+	"public_url":             "base URL written into streamUrl (default: from each request's Host)",
+	"log_level":              "debug, info, warn or error",
+	"log_format":             "json or console",
+	"heartbeat":              "idle time before a stream gets a keepalive comment",
+	"retry":                  "SSE retry hint sent at the start of every stream",
+	"shutdown_jitter":        "random extra added to the retry hint sent at shutdown",
+	"sse_write_timeout":      "a stream write that takes longer drops the client as slow",
+	"shutdown_timeout":       "how long shutdown may take",
+	"replay_buffer":          "activities kept per conversation for resume and slow readers",
+	"max_batch_bytes":        "bytes a stream writes in one go",
+	"idle_grace":             "how long a conversation's upstream socket stays open after its last subscriber left",
+	"verify_ttl":             "how long a credential Direct Line accepted is trusted without asking again",
+	"backoff_base":           "first reconnect delay ceiling (exponential, full jitter)",
+	"backoff_max":            "largest reconnect delay",
+	"upstream_timeout":       "timeout of a REST call dlsse makes to Direct Line for itself",
+	"upstream_keepalive":     "how often an upstream socket sends a keepalive",
+	"breaker_failures":       "consecutive Direct Line failures (5xx, 408, timeouts, network) that open the circuit breaker",
+	"breaker_open":           "how long the breaker stays open before it lets one probe through",
+	"ready_ignores_upstream": "keep /readyz at 200 while the breaker is open (default: not ready)",
 }
 
 // loadConfig reads defaults, then the YAML file (if any), then DLSSE_*
@@ -136,8 +145,8 @@ func (c Config) validate() error {
 	default:
 		return fmt.Errorf("config: log_format must be json or console, not %q", c.LogFormat)
 	}
-	if c.Heartbeat <= 0 || c.Retry <= 0 || c.ReplayBuffer <= 0 {
-		return fmt.Errorf("config: heartbeat, retry and replay_buffer must be positive")
+	if c.Heartbeat <= 0 || c.Retry <= 0 || c.ReplayBuffer <= 0 || c.BreakerFailures <= 0 || c.BreakerOpen <= 0 {
+		return fmt.Errorf("config: heartbeat, retry, replay_buffer, breaker_failures and breaker_open must be positive")
 	}
 	return nil
 }

@@ -65,6 +65,8 @@ func TestConfigDefaults(t *testing.T) {
 		BackoffMax:        session.DefaultBackoffMax,
 		UpstreamTimeout:   20 * time.Second,
 		UpstreamKeepalive: 20 * time.Second,
+		BreakerFailures:   upstream.DefaultBreakerFailures,
+		BreakerOpen:       upstream.DefaultBreakerOpen,
 	}
 	if cfg != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)

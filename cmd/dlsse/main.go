@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/dlsse/dlsse/gateway"
+	"github.com/dlsse/dlsse/metrics"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/upstream"
 )
@@ -67,10 +69,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // serve runs the gateway until ctx ends, then shuts it down within
 // cfg.ShutdownTimeout.
 func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
+	m := metrics.New()
+	breakerHooks := m.UpstreamHooks()
+	onBreaker := breakerHooks.BreakerChange
+	breakerHooks.BreakerChange = func(from, to gobreaker.State) {
+		lg.Warn().Str("from", from.String()).Str("to", to.String()).Msg("Direct Line circuit breaker changed state")
+		onBreaker(from, to)
+	}
 	up, err := upstream.New(upstream.Config{
 		BaseURL:        cfg.UpstreamURL,
 		RequestTimeout: cfg.UpstreamTimeout,
 		Keepalive:      cfg.UpstreamKeepalive,
+		Breaker: gobreaker.Settings{
+			Timeout:     cfg.BreakerOpen,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.BreakerFailures) },
+		},
+		Hooks: breakerHooks,
 	})
 	if err != nil {
 		return err
@@ -83,6 +97,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		BackoffMax:   cfg.BackoffMax,
 		MaxBatch:     cfg.MaxBatch,
 		Logger:       lg,
+		Observer:     m,
 	})
 	gw := gateway.New(gateway.Config{
 		PublicURL:       cfg.PublicURL,
@@ -91,6 +106,10 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		ShutdownJitter:  cfg.ShutdownJitter,
 		SSEWriteTimeout: cfg.SSEWriteTimeout,
 		Logger:          lg,
+		Observer:        m,
+		Metrics:         m.Handler(),
+
+		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
 	}, up, sessions)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

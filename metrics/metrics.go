@@ -1,0 +1,145 @@
+// Package metrics exports dlsse's Prometheus metrics. It implements the
+// small observer interfaces of session and gateway and the hooks of
+// upstream, so none of them imports Prometheus.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/dlsse/dlsse/sse"
+	"github.com/dlsse/dlsse/upstream"
+)
+
+// Metrics holds every collector on a registry of its own (so tests can run
+// many gateways in one process).
+type Metrics struct {
+	reg *prometheus.Registry
+
+	sessions            prometheus.Gauge
+	upstreamSockets     prometheus.Gauge
+	subscribers         prometheus.Gauge
+	activitiesReceived  prometheus.Counter
+	activitiesDelivered prometheus.Counter
+	reconnects          *prometheus.CounterVec
+	disconnects         *prometheus.CounterVec
+	breakerState        prometheus.Gauge
+	breakerTransitions  *prometheus.CounterVec
+	upstreamRequests    *prometheus.HistogramVec
+	replay              *prometheus.CounterVec
+	tokenRefreshes      *prometheus.CounterVec
+}
+
+// New registers dlsse's metrics, plus the Go runtime and process ones.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	m := &Metrics{reg: reg}
+
+	m.sessions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_sessions_open",
+		Help: "Conversations with a session in this process."})
+	m.upstreamSockets = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_upstream_sockets_open",
+		Help: "Direct Line WebSockets open."})
+	m.subscribers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_sse_subscribers_open",
+		Help: "SSE streams open."})
+	m.activitiesReceived = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_activities_received_total",
+		Help: "Activities received from Direct Line and added to a replay log (duplicates not counted)."})
+	m.activitiesDelivered = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_activities_delivered_total",
+		Help: "Activity events written to SSE subscribers."})
+	m.reconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_upstream_reconnects_total",
+		Help: "Upstream stream losses that started a reconnect, by reason."}, []string{"reason"})
+	m.disconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_sse_disconnects_total",
+		Help: "SSE streams ended, by reason (slow, client_gone, shutdown, ended, upstream_error)."}, []string{"reason"})
+	m.breakerState = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_breaker_state",
+		Help: "Direct Line circuit breaker: 0 closed, 1 half-open, 2 open."})
+	m.breakerTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_breaker_transitions_total",
+		Help: "Circuit breaker state changes, by new state."}, []string{"to"})
+	m.upstreamRequests = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "dlsse_upstream_request_duration_seconds",
+		Help:    "Direct Line calls by operation and status (0: no answer, -1: refused by the open breaker).",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"operation", "status"})
+	m.replay = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_replay_total",
+		Help: "Resumes and fall-behinds: served from the replay log (hit) or fetched from Direct Line (miss)."}, []string{"result"})
+	m.tokenRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_token_refreshes_total",
+		Help: "Upstream token refreshes by result."}, []string{"result"})
+
+	for _, c := range []prometheus.Collector{m.sessions, m.upstreamSockets, m.subscribers, m.activitiesReceived,
+		m.activitiesDelivered, m.reconnects, m.disconnects, m.breakerState, m.breakerTransitions,
+		m.upstreamRequests, m.replay, m.tokenRefreshes,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	// Known label values start at zero, so dashboards and alerts see
+	// the series before the first event.
+	for _, r := range []string{"closed", "collision", "stalled", "lost"} {
+		m.reconnects.WithLabelValues(r)
+	}
+	for _, r := range []sse.Reason{sse.ReasonSlow, sse.ReasonClientGone, sse.ReasonShutdown, sse.ReasonEnded, "upstream_error"} {
+		m.disconnects.WithLabelValues(string(r))
+	}
+	for _, st := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
+		m.breakerTransitions.WithLabelValues(st.String())
+	}
+	m.replay.WithLabelValues("hit")
+	m.replay.WithLabelValues("miss")
+	m.tokenRefreshes.WithLabelValues("ok")
+	m.tokenRefreshes.WithLabelValues("error")
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry is the registry the metrics live on.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// UpstreamHooks returns the hooks that feed the upstream metrics.
+func (m *Metrics) UpstreamHooks() upstream.Hooks {
+	return upstream.Hooks{
+		Request: func(op string, status int, d time.Duration) {
+			m.upstreamRequests.WithLabelValues(op, strconv.Itoa(status)).Observe(d.Seconds())
+		},
+		BreakerChange: func(_, to gobreaker.State) {
+			m.breakerState.Set(float64(to))
+			m.breakerTransitions.WithLabelValues(to.String()).Inc()
+		},
+	}
+}
+
+// The session.Observer methods.
+
+func (m *Metrics) SessionOpened()            { m.sessions.Inc() }
+func (m *Metrics) SessionClosed()            { m.sessions.Dec() }
+func (m *Metrics) UpstreamConnected()        { m.upstreamSockets.Inc() }
+func (m *Metrics) UpstreamDisconnected()     { m.upstreamSockets.Dec() }
+func (m *Metrics) Reconnect(reason string)   { m.reconnects.WithLabelValues(reason).Inc() }
+func (m *Metrics) ActivitiesReceived(n int)  { m.activitiesReceived.Add(float64(n)) }
+func (m *Metrics) ActivitiesDelivered(n int) { m.activitiesDelivered.Add(float64(n)) }
+func (m *Metrics) Replay(hit bool)           { m.replay.WithLabelValues(hitLabel(hit)).Inc() }
+func (m *Metrics) TokenRefreshed(err error)  { m.tokenRefreshes.WithLabelValues(okLabel(err)).Inc() }
+func (m *Metrics) StreamOpened()             { m.subscribers.Inc() }
+func (m *Metrics) StreamClosed(reason sse.Reason) {
+	m.subscribers.Dec()
+	m.disconnects.WithLabelValues(string(reason)).Inc()
+}
+
+func hitLabel(hit bool) string {
+	if hit {
+		return "hit"
+	}
+	return "miss"
+}
+
+func okLabel(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return "error"
+}

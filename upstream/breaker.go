@@ -1,0 +1,187 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Breaker defaults, for the zero fields of Config.Breaker.
+const (
+	// DefaultBreakerFailures consecutive failures open the breaker.
+	DefaultBreakerFailures = 5
+	// DefaultBreakerOpen is how long it stays open before one probe.
+	DefaultBreakerOpen = 15 * time.Second
+	// DefaultBreakerInterval clears the failure counts while closed.
+	DefaultBreakerInterval = 60 * time.Second
+)
+
+// Hooks observe a Client. Every field is optional and must be fast and
+// safe for concurrent use.
+type Hooks struct {
+	// Request is called once per REST call or dial: op names it
+	// (start, reconnect, post_activity, get_activities, upload,
+	// token_generate, token_refresh, dial, other), status is the HTTP
+	// status, StatusTransport when no answer came, StatusRefused when the
+	// breaker refused the call (d is then 0).
+	Request func(op string, status int, d time.Duration)
+	// BreakerChange is called on every breaker state change.
+	BreakerChange func(from, to gobreaker.State)
+}
+
+// Pseudo statuses reported to Hooks.Request.
+const (
+	StatusTransport = 0
+	StatusRefused   = -1
+)
+
+const (
+	statusTransport = StatusTransport
+	statusRefused   = StatusRefused
+)
+
+// UnavailableError is what a call refused by the open breaker returns. It
+// matches ErrUnavailable with errors.Is.
+type UnavailableError struct {
+	// RetryIn is how long until the breaker lets a probe through.
+	RetryIn time.Duration
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("directline: upstream unavailable (circuit open, next try in %v)", e.RetryIn.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrUnavailable) hold.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// breakerState remembers when the breaker opened, which gobreaker does not
+// expose, to tell callers when the next try is.
+type breakerState struct {
+	mu       sync.Mutex
+	openedAt time.Time
+	open     time.Duration
+}
+
+// breakerSettings completes the user's settings with the client's policy.
+func (c *Client) breakerSettings(st gobreaker.Settings) gobreaker.Settings {
+	if st.Name == "" {
+		st.Name = "directline"
+	}
+	if st.Timeout <= 0 {
+		st.Timeout = DefaultBreakerOpen
+	}
+	if st.Interval <= 0 {
+		st.Interval = DefaultBreakerInterval
+	}
+	if st.ReadyToTrip == nil {
+		st.ReadyToTrip = func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= DefaultBreakerFailures }
+	}
+	st.IsSuccessful = isSuccessful
+	st.IsExcluded = isExcluded
+	c.state.open = st.Timeout
+	hook := c.cfg.Hooks.BreakerChange
+	st.OnStateChange = func(_ string, from, to gobreaker.State) {
+		c.state.mu.Lock()
+		if to == gobreaker.StateOpen {
+			c.state.openedAt = time.Now()
+		}
+		c.state.mu.Unlock()
+		if hook != nil {
+			hook(from, to)
+		}
+	}
+	return st
+}
+
+// BreakerState reports the circuit breaker's state.
+func (c *Client) BreakerState() gobreaker.State { return c.breaker.State() }
+
+// RetryIn is how long until the breaker lets a call through: zero unless
+// it is open.
+func (c *Client) RetryIn() time.Duration {
+	if c.breaker.State() != gobreaker.StateOpen {
+		return 0
+	}
+	c.state.mu.Lock()
+	defer c.state.mu.Unlock()
+	return max(time.Until(c.state.openedAt.Add(c.state.open)), 0)
+}
+
+// allow asks the breaker for a call. done must be called with the call's
+// outcome as the breaker should see it.
+func (c *Client) allow() (done func(error), err error) {
+	done, err = c.breaker.Allow()
+	if err != nil {
+		// Half-open and already probing: the probe's outcome is
+		// moments away.
+		return nil, &UnavailableError{RetryIn: max(c.RetryIn(), 100*time.Millisecond)}
+	}
+	return done, nil
+}
+
+// errServerFailure marks an answer that counts against the service.
+var errServerFailure = errors.New("directline: server failure")
+
+// statusVerdict is the breaker's reading of an HTTP status: 5xx and 408
+// (the service did not answer in time) are failures; every other 4xx,
+// including 429, says the service is up — throttling is honoured per call
+// through Retry-After, not by cutting every conversation off.
+func statusVerdict(status int) error {
+	if status >= 500 || status == http.StatusRequestTimeout {
+		return errServerFailure
+	}
+	return nil
+}
+
+// isSuccessful: anything but a verdict of failure or a transport error.
+func isSuccessful(err error) bool { return err == nil }
+
+// isExcluded keeps the client's own cancellation out of the counts: it says
+// nothing about the service.
+func isExcluded(err error) bool { return errors.Is(err, context.Canceled) }
+
+func (c *Client) observe(op string, status int, d time.Duration) {
+	if h := c.cfg.Hooks.Request; h != nil {
+		h(op, status, d)
+	}
+}
+
+// operation names a call for metrics, from its method and path (relative
+// to /v3/directline, escaped).
+func operation(method, path string) string {
+	switch {
+	case path == "/tokens/generate":
+		return "token_generate"
+	case path == "/tokens/refresh":
+		return "token_refresh"
+	case path == "/conversations" && method == http.MethodPost:
+		return "start"
+	}
+	const conv = "/conversations/"
+	if len(path) <= len(conv) || path[:len(conv)] != conv {
+		return "other"
+	}
+	rest := path[len(conv):]
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '/' {
+			switch suffix := rest[i:]; {
+			case suffix == "/activities" && method == http.MethodPost:
+				return "post_activity"
+			case suffix == "/activities":
+				return "get_activities"
+			case suffix == "/upload":
+				return "upload"
+			}
+			return "other"
+		}
+	}
+	if method == http.MethodGet {
+		return "reconnect"
+	}
+	return "other"
+}
