@@ -91,6 +91,26 @@ func (s *Server) DropSockets(convID string) int {
 	return len(victims)
 }
 
+// StallSockets turns convID's socket ("" for every socket) into a silently
+// dead path, as a half-open TCP connection would be: it stays open and
+// attached, but delivers nothing more, sends no keepalive and answers no
+// ping. Activities meanwhile are kept and replayed to the next socket as
+// usual. It returns how many sockets stalled.
+func (s *Server) StallSockets(convID string) int {
+	s.mu.Lock()
+	var victims []*socket
+	for id, c := range s.convs {
+		if c.sock != nil && (convID == "" || id == convID) {
+			victims = append(victims, c.sock)
+		}
+	}
+	s.mu.Unlock()
+	for _, k := range victims {
+		k.stall()
+	}
+	return len(victims)
+}
+
 // CloseSocket closes convID's socket with a close frame carrying code and
 // reason, after the messages already queued on it. code must be valid on
 // the wire (for example 1000, 1008, 1011 or 4000-4999) and reason at most

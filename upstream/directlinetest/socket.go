@@ -48,6 +48,7 @@ type socket struct {
 	closing bool // a close frame is queued; nothing more is accepted
 	stopped bool // the writer must exit without sending the rest
 	aborted bool // the connection must be (or has been) closed abruptly
+	stalled bool // send nothing more, answer no ping: a silently dead path
 
 	wake   chan struct{} // capacity 1: the queue changed
 	stopCh chan struct{} // closed when stopped becomes true
@@ -152,6 +153,10 @@ func (k *socket) writeLoop(keepalive time.Duration) {
 		tick = t.C
 	}
 	for {
+		if k.isStalled() {
+			<-k.stopCh // a dead path: only the end of the socket ends this
+			return
+		}
 		select {
 		case <-k.stopCh:
 			return
@@ -163,6 +168,9 @@ func (k *socket) writeLoop(keepalive time.Duration) {
 			}
 		case <-k.wake:
 			for {
+				if k.isStalled() {
+					break
+				}
 				m, ok := k.next()
 				if !ok {
 					break
@@ -206,9 +214,38 @@ func (k *socket) sendClose(code int, reason string) {
 // noticed. The library answers pings and close frames by itself.
 func (k *socket) readLoop() {
 	k.conn.SetReadLimit(maxClientMessage)
+	conn := k.conn
+	conn.SetPingHandler(func(data string) error {
+		if k.isStalled() {
+			return nil // no pong: the client must notice on its own
+		}
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(writeTimeout))
+		if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
+			return nil
+		}
+		return err
+	})
 	for {
 		if _, _, err := k.conn.ReadMessage(); err != nil {
 			return
 		}
 	}
+}
+
+// stall makes the socket a silently dead path: it keeps its connection but
+// sends nothing more (no activities, no keepalives) and answers no ping.
+func (k *socket) stall() {
+	k.mu.Lock()
+	k.stalled = true
+	k.mu.Unlock()
+	select {
+	case k.wake <- struct{}{}: // let the writer see it
+	default:
+	}
+}
+
+func (k *socket) isStalled() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.stalled
 }

@@ -275,3 +275,51 @@ func TestStuckClientNeverBlocksREST(t *testing.T) {
 		t.Errorf("history length %d", got)
 	}
 }
+
+func TestStallSocketsGoesSilent(t *testing.T) {
+	s := newTestServer(t, WithKeepalive(10*time.Millisecond))
+	conv, _, streamURL := start(t, s)
+	conn := dial(t, streamURL)
+	// Keepalives flow before the stall.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, msg, err := conn.ReadMessage(); err != nil || len(msg) != 0 {
+		t.Fatalf("keepalive before stall: %q %v", msg, err)
+	}
+	pong := make(chan struct{}, 8)
+	conn.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	if n := s.StallSockets(conv); n != 1 {
+		t.Fatalf("stalled %d sockets", n)
+	}
+	if err := s.Push(conv, "lost in the void"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Second))
+	// Nothing at all arrives: no activity, no keepalive, no pong. A few
+	// keepalive periods of silence prove it (this bounded wait is the
+	// assertion itself, not a wait for a condition).
+	_ = conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	keepalives := 0
+	for {
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			break
+		}
+		if len(msg) != 0 {
+			t.Fatalf("stalled socket delivered %q", msg)
+		}
+		keepalives++
+	}
+	// One keepalive may have been on the wire already; twenty periods
+	// passed.
+	if keepalives > 1 {
+		t.Errorf("stalled socket sent %d keepalives", keepalives)
+	}
+	select {
+	case <-pong:
+		t.Errorf("stalled socket answered a ping")
+	default:
+	}
+	if h := s.History(conv); len(h) != 1 {
+		t.Errorf("history = %d activities, want the pushed one kept", len(h))
+	}
+}
