@@ -39,7 +39,7 @@ func (g *Gateway) reconnect(c *fiber.Ctx) error {
 }
 
 func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
-	watermark := c.Query("watermark")
+	watermark := strings.Clone(c.Query("watermark")) // kept in the offer
 	if !start && watermark != "" {
 		if err := session.ValidateWatermark(watermark); err != nil {
 			return newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
@@ -71,13 +71,13 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 	_ = json.Unmarshal(body, &conv)
 	id := conv.ConversationID
 	if id == "" {
-		id = c.Params("id")
+		id = strings.Clone(c.Params("id"))
 	}
 	if validConversationID(id) != nil || conv.StreamURL == "" {
 		return c.Send(body)
 	}
 
-	clientCredential := bearer(c)
+	clientCredential := strings.Clone(bearer(c)) // kept in the offer
 	// The stream URL carries a conversation-bound token, never a secret:
 	// the answer's token when there is one.
 	streamCredential := conv.Token

@@ -128,7 +128,12 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 	g.stopCtx, g.stop = context.WithCancel(context.Background())
 	g.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
-		StreamRequestBody:     true,
+		// Fiber's values (params, headers, query) are views into pooled
+		// buffers by default. Streams and sessions keep credentials and
+		// ids far beyond the handler: a reused buffer would hand one
+		// client's token to another conversation. Copies cost little here.
+		Immutable:         true,
+		StreamRequestBody: true,
 		BodyLimit:             cfg.BodyLimit,
 		ReadTimeout:           cfg.ReadTimeout,
 		IdleTimeout:           cfg.IdleTimeout,

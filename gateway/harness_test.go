@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -83,12 +84,14 @@ func newHarnessWithFake(t *testing.T, fake *directlinetest.Server, opts harnessO
 		defer cancel()
 		if err := h.gw.Shutdown(ctx); err != nil {
 			t.Errorf("gateway shutdown: %v", err)
+			dumpGoroutines(t)
 		}
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 		if err := h.mgr.Close(ctx); err != nil {
 			t.Errorf("sessions close: %v", err)
+			dumpGoroutines(t)
 		}
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 		if t.Failed() {
@@ -245,3 +248,15 @@ func (s *syncBuffer) String() string {
 }
 
 func (s *syncBuffer) Contains(sub string) bool { return strings.Contains(s.String(), sub) }
+
+// dumpGoroutines logs the stacks of this project's goroutines, to show what
+// a shutdown that timed out was waiting for.
+func dumpGoroutines(t *testing.T) {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "dlsse/session") || strings.Contains(g, "dlsse/gateway.(") || strings.Contains(g, "dlsse/sse.") {
+			t.Logf("%s\n", g)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -64,23 +65,25 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 
 // parseStreamRequest reads the conversation, the credential (Bearer header
 // or t= query) and the resume cursor (Last-Event-ID, lastEventId, or a
-// Direct Line watermark, in that order).
+// Direct Line watermark, in that order). Everything is copied (the app is
+// Immutable; strings.Clone says so here too): the request's buffers are
+// recycled once the connection is hijacked.
 func parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
-	req := streamRequest{conversationID: c.Params("id"), remote: c.IP()}
+	req := streamRequest{conversationID: strings.Clone(c.Params("id")), remote: strings.Clone(c.IP())}
 	if err := validConversationID(req.conversationID); err != nil {
 		return req, err
 	}
-	req.credential = bearer(c)
+	req.credential = strings.Clone(bearer(c))
 	if req.credential == "" {
-		req.credential = c.Query("t")
+		req.credential = strings.Clone(c.Query("t"))
 	}
 	if req.credential == "" {
 		return req, newError(http.StatusUnauthorized, codeBadArgument,
 			"missing credential: send Authorization: Bearer, or t= in the URL")
 	}
-	raw := c.Get("Last-Event-ID")
+	raw := strings.Clone(c.Get("Last-Event-ID"))
 	if raw == "" {
-		raw = c.Query("lastEventId")
+		raw = strings.Clone(c.Query("lastEventId"))
 	}
 	if raw != "" {
 		cur, err := session.ParseCursor(raw)
@@ -90,7 +93,7 @@ func parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
 		req.cursor = &cur
 		return req, nil
 	}
-	if wm := c.Query("watermark"); wm != "" {
+	if wm := strings.Clone(c.Query("watermark")); wm != "" {
 		if session.ValidateWatermark(wm) != nil {
 			return req, newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
 		}

@@ -151,7 +151,7 @@ func (s *Session) verdict(err error) nextStep {
 		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused a credential; trying another")
 		return retryNow
 	}
-	s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused the conversation, session ended")
+	s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Str("detail", apiErr.Message).Msg("upstream refused the conversation, session ended")
 	s.endWith(apiErr, errorEventFor(apiErr))
 	return stop
 }
