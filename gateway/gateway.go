@@ -134,10 +134,10 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 		// client's token to another conversation. Copies cost little here.
 		Immutable:         true,
 		StreamRequestBody: true,
-		BodyLimit:             cfg.BodyLimit,
-		ReadTimeout:           cfg.ReadTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		ErrorHandler:          g.handleError,
+		BodyLimit:         cfg.BodyLimit,
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorHandler:      g.handleError,
 	})
 	g.routes()
 	return g

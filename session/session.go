@@ -49,16 +49,16 @@ type Session struct {
 	creds        []credential // proven credentials, newest first; never logged
 	refreshTimer *time.Timer
 	stopped      bool // run has ended: schedule nothing more
-	subs       map[*Subscriber]struct{}
-	waiting    int // subscribers between acquire and attach
-	retired    bool
-	status     Status
-	statusVer  uint64
-	statusEv   sse.Event
-	over       bool      // the session ended for good; subscribers end too
-	overErr    error     // why, for subscribers that arrive after
-	terminal   sse.Event // what they write last (nil: nothing more)
-	idleTimer  *time.Timer
+	subs         map[*Subscriber]struct{}
+	waiting      int // subscribers between acquire and attach
+	retired      bool
+	status       Status
+	statusVer    uint64
+	statusEv     sse.Event
+	over         bool      // the session ended for good; subscribers end too
+	overErr      error     // why, for subscribers that arrive after
+	terminal     sse.Event // what they write last (nil: nothing more)
+	idleTimer    *time.Timer
 }
 
 func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
@@ -114,7 +114,6 @@ func (s *Session) markReady(err error) {
 	}
 	close(s.ready)
 }
-
 
 // subscribe waits for the session to be usable, verifies the credential
 // and attaches a subscriber. The caller was counted in s.waiting.
