@@ -214,6 +214,9 @@ func TestChaos(t *testing.T) {
 	}
 	for _, s := range subs {
 		d, m := s.check()
+		if d+m > 0 {
+			t.Logf("subscriber of %s: %d duplicated, %d missing: %s\n%s", s.conv.id, d, m, s.gaps(), strings.Join(s.trace, " "))
+		}
 		delivered += len(s.got)
 		duplicated += d
 		missing += m
@@ -323,6 +326,7 @@ type chaosSubscriber struct {
 
 	got     []string // only the run goroutine touches these until it ends
 	resumes int
+	trace   []string // how each stream began and ended, for a failure message
 }
 
 func (s *chaosSubscriber) kickOff() {
@@ -366,7 +370,9 @@ func (s *chaosSubscriber) run(ctx context.Context, current *atomic.Pointer[harne
 		if last != "" {
 			s.resumes++
 		}
+		s.trace = append(s.trace, fmt.Sprintf("open(%q)@%d", last, len(s.got)))
 		ended := s.consume(ctx, stream, &last, current)
+		s.trace = append(s.trace, fmt.Sprintf("end@%d", len(s.got)))
 		if r := stream.Retry(); r > 0 {
 			retry = r
 		}
@@ -409,6 +415,12 @@ func (s *chaosSubscriber) consume(ctx context.Context, stream *ssetest.Stream, l
 			errc <- nil // for the deferred receive
 			return false
 		case ev := <-events:
+			// What a browser would send as Last-Event-ID next time:
+			// the last id any event carried (status events carry
+			// one too); an event without one keeps it.
+			if ev.HasID {
+				*last = ev.ID
+			}
 			switch ev.Name {
 			case "status":
 				if strings.Contains(ev.Data, `"online"`) {
@@ -425,9 +437,6 @@ func (s *chaosSubscriber) consume(ctx context.Context, stream *ssetest.Stream, l
 					continue
 				}
 				s.got = append(s.got, a.Text)
-				if ev.HasID {
-					*last = ev.ID
-				}
 				if strings.HasSuffix(a.Text, "#end") {
 					close(s.finished)
 					return true
@@ -455,6 +464,22 @@ func (s *chaosSubscriber) check() (duplicated, missing int) {
 	}
 	missing += s.conv.sent() + 1 - next
 	return duplicated, missing
+}
+
+// gaps describes where the sequence breaks, for the failure message.
+func (s *chaosSubscriber) gaps() string {
+	var out []string
+	next := 1
+	for _, text := range s.got {
+		n, _ := strconv.Atoi(strings.Split(text, "#")[1])
+		if n != next {
+			out = append(out, fmt.Sprintf("expected %d got %d", next, n))
+		}
+		if n >= next {
+			next = n + 1
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // pause waits d like a browser's reconnect delay, or until ctx ends.

@@ -78,7 +78,6 @@ func newHarnessWithFake(t *testing.T, fake *directlinetest.Server, opts harnessO
 	h.URL = "http://" + ln.Addr().String()
 	served := make(chan error, 1)
 	go func() { served <- h.gw.Serve(ln) }()
-	t.Cleanup(h.stop)
 	h.stopFn = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -94,10 +93,13 @@ func newHarnessWithFake(t *testing.T, fake *directlinetest.Server, opts harnessO
 			dumpGoroutines(t)
 		}
 		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		if t.Failed() {
-			t.Logf("gateway logs:\n%s", h.logs.String())
-		}
 	}
+	t.Cleanup(func() { // registered first, runs last: after any stop
+		if t.Failed() {
+			t.Logf("gateway %s logs:\n%s", h.URL, h.logs.String())
+		}
+	})
+	t.Cleanup(h.stop)
 	return h
 }
 

@@ -28,6 +28,9 @@ type Cursor struct {
 	Hash uint64
 	// HasHash distinguishes a plain watermark from a hash that is zero.
 	HasHash bool
+	// Beginning marks the start of the conversation, before any
+	// activity (written "~"): Direct Line has no watermark for it.
+	Beginning bool
 }
 
 // cursorSep separates Base from Hash. Direct Line watermarks are digits
@@ -60,6 +63,9 @@ func IDHash(id string) uint64 {
 
 // String encodes the cursor: "BASE~HASH", or just "BASE" for a watermark.
 func (c Cursor) String() string {
+	if c.Beginning {
+		return string(cursorSep)
+	}
 	if !c.HasHash {
 		return c.Base
 	}
@@ -79,6 +85,9 @@ func (c Cursor) String() string {
 func ParseCursor(s string) (Cursor, error) {
 	if len(s) > MaxCursorLen {
 		return Cursor{}, ErrBadCursor
+	}
+	if s == string(cursorSep) {
+		return Cursor{Beginning: true}, nil
 	}
 	base, hash, found := strings.Cut(s, string(cursorSep))
 	if err := ValidateWatermark(base); err != nil {

@@ -54,6 +54,9 @@ type Log interface {
 	Anchor(wm string, last uint64, hasLast bool) (seq uint64, ok bool)
 	// Contains reports whether an activity with this id hash is in the log.
 	Contains(hash uint64) bool
+	// Position is the head and the cursor that names it: where a
+	// subscriber that joins now stands.
+	Position() (head uint64, here Cursor)
 }
 
 // memLog is the in-memory Log: a ring that grows up to a capacity and then
@@ -155,6 +158,24 @@ func (l *memLog) Read(seq uint64, fn func(*Entry) bool) (uint64, bool) {
 	return seq, false
 }
 
+func (l *memLog) Position() (uint64, Cursor) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.wmSeq < l.head {
+		// Sets without a watermark came since: the newest durable
+		// entry names the place, if there is one after the watermark.
+		for seq := l.head; seq > max(l.first, l.wmSeq); seq-- {
+			if e := l.slot(seq - 1); e.Durable {
+				return l.head, e.Cursor()
+			}
+		}
+	}
+	if l.watermark == "" {
+		return l.head, Cursor{Beginning: true}
+	}
+	return l.head, Cursor{Base: l.watermark}
+}
+
 func (l *memLog) Head() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -177,6 +198,14 @@ func (l *memLog) Contains(hash uint64) bool {
 func (l *memLog) Locate(c Cursor) (uint64, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	if c.Beginning {
+		// A start of "" with nothing evicted is the beginning (an
+		// eviction mid-set also leaves "", but then first > 1).
+		if l.start == "" && l.first == 1 {
+			return 1, true
+		}
+		return 0, false
+	}
 	if c.HasHash {
 		seq, ok := l.byHash[c.Hash]
 		if ok {

@@ -199,7 +199,9 @@ func (s *Session) ensureWatermark() error {
 	if err != nil {
 		return err
 	}
-	s.markReady(nil)
+	// Ready only once the log says where "now" is, so a subscriber that
+	// joins from now gets a cursor naming it.
+	defer s.markReady(nil)
 	if s.fromBeginning {
 		s.ingest(set)
 		return nil

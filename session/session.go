@@ -54,7 +54,7 @@ type Session struct {
 	retired      bool
 	status       Status
 	statusVer    uint64
-	statusEv     sse.Event
+	statusJSON   []byte
 	over         bool      // the session ended for good; subscribers end too
 	overErr      error     // why, for subscribers that arrive after
 	terminal     sse.Event // what they write last (nil: nothing more)

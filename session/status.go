@@ -47,24 +47,24 @@ func (s *Session) setStatus(st Status) {
 }
 
 func (s *Session) setStatusLocked(st Status) bool {
-	if st == s.status && s.statusEv != nil {
+	if st == s.status && s.statusJSON != nil {
 		return false
 	}
 	data, _ := json.Marshal(st)
 	s.status = st
 	s.statusVer++
-	s.statusEv = sse.NewEvent("", "status", data)
+	s.statusJSON = data
 	return true
 }
 
-// currentStatus returns the encoded status if it is newer than ver.
-func (s *Session) currentStatus(ver uint64) (sse.Event, uint64) {
+// currentStatus returns the status (JSON) if it is newer than ver.
+func (s *Session) currentStatus(ver uint64) ([]byte, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ver == s.statusVer {
 		return nil, ver
 	}
-	return s.statusEv, s.statusVer
+	return s.statusJSON, s.statusVer
 }
 
 // Status returns the session's current status.

@@ -44,9 +44,9 @@ var _ sse.Feed = (*Subscriber)(nil)
 
 func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
 	sub := &Subscriber{s: s, wakeC: make(chan struct{}, 1)}
-	head := s.log.Head()
+	head, here := s.log.Position()
 	sub.attachHead = head
-	sub.last = Cursor{Base: s.log.Watermark()}
+	sub.last = here
 	if cursor == nil {
 		sub.pos = head
 		return sub
@@ -89,10 +89,7 @@ const ReasonUpstream sse.Reason = "upstream_error"
 // Next implements sse.Feed: status changes first, then fetched activities,
 // then the shared log.
 func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason) {
-	if ev, ver := sub.s.currentStatus(sub.statusVer); ev != nil {
-		dst = append(dst, ev...)
-		sub.statusVer = ver
-	}
+	dst = sub.appendStatus(dst)
 	max := sub.s.m.cfg.MaxBatch
 	if sub.pos == 0 && !sub.joining && len(sub.pending) == 0 {
 		if reason := sub.catchUp(ctx); reason != "" {
@@ -167,6 +164,19 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 	return dst, sub.endIfOver(&dst)
 }
 
+// appendStatus writes the session's status if it changed since this
+// subscriber last wrote it. The event carries the subscriber's cursor as
+// its id: a client that loses the stream before any activity arrived then
+// resumes from where it joined, not from "now", and loses nothing.
+func (sub *Subscriber) appendStatus(dst []byte) []byte {
+	data, ver := sub.s.currentStatus(sub.statusVer)
+	if data == nil {
+		return dst
+	}
+	sub.statusVer = ver
+	return sse.AppendEvent(dst, sub.last.String(), "status", data)
+}
+
 // endIfOver ends the stream once the session is over and everything in the
 // log was written.
 func (sub *Subscriber) endIfOver(dst *[]byte) sse.Reason {
@@ -177,10 +187,7 @@ func (sub *Subscriber) endIfOver(dst *[]byte) sse.Reason {
 	if !over {
 		return ""
 	}
-	if ev, ver := s.currentStatus(sub.statusVer); ev != nil {
-		*dst = append(*dst, ev...)
-		sub.statusVer = ver
-	}
+	*dst = sub.appendStatus(*dst)
 	*dst = append(*dst, ev...)
 	return sse.ReasonEnded
 }
