@@ -617,3 +617,34 @@ func TestEndOfConversationEndsStreamsAndTellsLateComers(t *testing.T) {
 		t.Errorf("after the end: %v, want 204 so EventSource stops", err)
 	}
 }
+
+// A client that loses its stream before any activity arrived resumes from
+// where it joined: status events carry its cursor as id, so EventSource
+// sends it back.
+func TestResumeBeforeAnyActivityLosesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	ctx := testContext(t, 10*time.Second)
+	for _, c := range []struct {
+		name    string
+		history bool
+	}{{"new conversation", false}, {"conversation with history", true}} {
+		conv := h.start()
+		if c.history {
+			h.fake.Push(conv.ConversationID, "old")
+		}
+		s := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), nil)
+		ev, err := s.NextNamed(ctx, "status")
+		if err != nil || !ev.HasID {
+			t.Fatalf("%s: first status %+v %v: want an id", c.name, ev, err)
+		}
+		s.Close()
+		h.fake.Push(conv.ConversationID, "while away")
+		r := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {ev.ID}})
+		want := []string{"while away"}
+		if c.history && ev.ID == "~" {
+			want = []string{"old", "while away"}
+		}
+		expectTexts(ctx, t, r, want)
+	}
+}
