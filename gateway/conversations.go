@@ -66,6 +66,7 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 	var conv struct {
 		ConversationID string `json:"conversationId"`
 		Token          string `json:"token"`
+		ExpiresIn      int    `json:"expires_in"`
 		StreamURL      string `json:"streamUrl"`
 	}
 	_ = json.Unmarshal(body, &conv)
@@ -90,6 +91,8 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 		FromBeginning: start,
 		Watermark:     watermark,
 		At:            time.Now(),
+		Token:         conv.Token,
+		ExpiresIn:     conv.ExpiresIn,
 	}
 	if !start && watermark == "" {
 		// "From now" with no watermark to resume from: the session

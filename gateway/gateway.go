@@ -70,6 +70,11 @@ type Config struct {
 	// breaker is open. By default an open breaker makes the instance
 	// not ready.
 	ReadyIgnoresUpstream bool
+	// DrainDelay is how long Shutdown keeps serving, with /readyz
+	// already answering 503, before it closes the listener and ends the
+	// streams: long enough for a load balancer's readiness probe to take
+	// the instance out. Zero: stop at once.
+	DrainDelay time.Duration
 }
 
 // Observer is told about SSE streams, for metrics.
@@ -175,11 +180,20 @@ func (g *Gateway) Serve(ln net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting work, ends every stream with a jittered retry
-// hint, finishes in-flight REST calls and returns when all is done or ctx
-// ends. It is idempotent.
+// Shutdown turns /readyz to 503, keeps serving for DrainDelay, then stops
+// accepting work, ends every stream with a jittered retry hint, finishes
+// in-flight REST calls and returns when all is done or ctx ends. It is
+// idempotent.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.stopping.Store(true)
+	if g.cfg.DrainDelay > 0 {
+		t := time.NewTimer(g.cfg.DrainDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 	g.streams.close()
 	g.stop()
 	errREST := g.app.ShutdownWithContext(ctx)

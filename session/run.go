@@ -138,8 +138,10 @@ func (s *Session) verdict(err error) nextStep {
 	select {
 	case <-s.ready:
 	default:
-		s.markReady(classify(err))
+		// Retire first: a waiter told to try again must not find this
+		// session still registered.
 		s.m.retire(s, true)
+		s.markReady(classify(err))
 		return stop
 	}
 	var apiErr *upstream.APIError

@@ -127,12 +127,12 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 			s.scheduleIdle()
 		}
 	}()
+	// ready always closes: run closes it on its way out at the latest.
+	// (Not s.ctx: a session retires just before it tells its waiters why.)
 	select {
 	case <-s.ready:
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	case <-s.ctx.Done():
-		return nil, errRetired
 	}
 	if s.readyErr != nil {
 		if req.Credential != s.firstCredential {
@@ -140,10 +140,7 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 			// a session of its own rather than someone else's verdict.
 			return nil, errRetired
 		}
-		if errors.Is(s.readyErr, ErrUnavailable) {
-			return nil, ErrUnavailable
-		}
-		return nil, s.readyErr
+		return nil, s.readyErr // keeps the breaker's next-try time, if any
 	}
 	if err := s.verify(ctx, req.Credential); err != nil {
 		return nil, err

@@ -33,6 +33,7 @@ type Config struct {
 	ShutdownJitter  time.Duration `koanf:"shutdown_jitter"`
 	SSEWriteTimeout time.Duration `koanf:"sse_write_timeout"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	ShutdownDrain   time.Duration `koanf:"shutdown_drain"`
 
 	ReplayBuffer int           `koanf:"replay_buffer"`
 	MaxBatch     int           `koanf:"max_batch_bytes"`
@@ -87,6 +88,7 @@ var flagUsage = map[string]string{
 	"shutdown_jitter":        "random extra added to the retry hint sent at shutdown",
 	"sse_write_timeout":      "a stream write that takes longer drops the client as slow",
 	"shutdown_timeout":       "how long shutdown may take",
+	"shutdown_drain":         "on SIGTERM, keep serving this long with /readyz at 503 so a load balancer takes the instance out (within shutdown_timeout)",
 	"replay_buffer":          "activities kept per conversation for resume and slow readers",
 	"max_batch_bytes":        "bytes a stream writes in one go",
 	"idle_grace":             "how long a conversation's upstream socket stays open after its last subscriber left",

@@ -257,3 +257,17 @@ func TestFlagsCoverEveryKey(t *testing.T) {
 		}
 	}
 }
+
+// The example configuration ships the defaults: it must load, and say
+// nothing different from them.
+func TestShippedConfigIsTheDefaults(t *testing.T) {
+	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
+	registerFlags(fs)
+	cfg, err := loadConfig(fs, filepath.Join("..", "..", "configs", "dlsse.yaml"), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != defaults() {
+		t.Errorf("configs/dlsse.yaml differs from the defaults:\n file %+v\n code %+v", cfg, defaults())
+	}
+}

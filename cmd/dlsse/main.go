@@ -110,6 +110,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		Metrics:         m.Handler(),
 
 		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
+		DrainDelay:           cfg.ShutdownDrain,
 	}, up, sessions)
 
 	ln, err := net.Listen("tcp", cfg.Listen)

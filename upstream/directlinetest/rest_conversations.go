@@ -22,6 +22,7 @@ type startResponse struct {
 type reconnectResponse struct {
 	ConversationID string `json:"conversationId"`
 	Token          string `json:"token"`
+	ExpiresIn      int    `json:"expires_in,omitempty"`
 	StreamURL      string `json:"streamUrl"`
 }
 
@@ -92,13 +93,13 @@ func (s *Server) handleReconnect(w http.ResponseWriter, r *http.Request) {
 		pos = wm
 	}
 	url := s.newStreamURLLocked(id, pos)
-	tok := g.token
+	tok, expIn := g.token, expiresIn(g.exp)
 	if g.secret {
-		tok, _ = s.issueTokenLocked(id)
+		tok, expIn = s.issueTokenLocked(id)
 	}
 	s.mu.Unlock()
 	s.bump(func(st *Stats) { st.ReconnectCalls++ })
-	writeJSON(w, http.StatusOK, reconnectResponse{ConversationID: id, Token: tok, StreamURL: url})
+	writeJSON(w, http.StatusOK, reconnectResponse{ConversationID: id, Token: tok, ExpiresIn: expIn, StreamURL: url})
 }
 
 // parseWatermark reads the optional watermark query parameter, a
