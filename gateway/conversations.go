@@ -45,7 +45,7 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 			return newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
 		}
 	}
-	resp, err := g.send(c)
+	resp, err := g.send(c, requestBody(c), g.cfg.ForwardTimeout)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,31 @@ type Config struct {
 	// breaker is open. By default an open breaker makes the instance
 	// not ready.
 	ReadyIgnoresUpstream bool
+	// Limits; see limits.go for the defaults.
+	MaxActivityChars          int   // a posted activity's size, in characters
+	MaxUploadBytes            int64 // an upload's size, streamed
+	MaxHeaderBytes            int   // request line and headers
+	MaxStreamsPerConversation int
+	MaxStreamsPerIP           int
+	MaxStreams                int
+	RequestsPerIP             int           // per second, on /v3/directline
+	ForwardTimeout            time.Duration // a proxied REST call
+	UploadTimeout             time.Duration // a proxied upload
+	// TrustedProxies are the addresses (IPs or CIDRs) of proxies whose
+	// X-Forwarded-For names the client; without them the peer address
+	// is the client, for per-address limits.
+	TrustedProxies []string
+
+	// AllowedOrigins may use the gateway from a browser (CORS). Empty:
+	// no cross-origin use. "*": any origin, without credentials.
+	AllowedOrigins []string
+	// DirectLineSecret turns on token-server mode: POST tokens/generate
+	// without Authorization gets a token made with this secret, for
+	// TokenOrigins only, TokensPerIPPerMinute per client address.
+	DirectLineSecret     string
+	TokenOrigins         []string
+	TokensPerIPPerMinute int
+
 	// DrainDelay is how long Shutdown keeps serving, with /readyz
 	// already answering 503, before it closes the listener and ends the
 	// streams: long enough for a load balancer's readiness probe to take
@@ -107,6 +132,26 @@ func (c *Config) setDefaults() {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	defInt := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defInt(&c.MaxActivityChars, DefaultMaxActivityChars)
+	defInt(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	defInt(&c.MaxStreamsPerConversation, DefaultStreamsPerConv)
+	defInt(&c.MaxStreamsPerIP, DefaultStreamsPerIP)
+	defInt(&c.MaxStreams, DefaultMaxStreams)
+	defInt(&c.RequestsPerIP, DefaultRequestsPerIP)
+	defInt(&c.TokensPerIPPerMinute, DefaultTokensPerIPPerMin)
+	if c.MaxUploadBytes <= 0 {
+		c.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	def(&c.ForwardTimeout, DefaultForwardTimeout)
+	def(&c.UploadTimeout, DefaultUploadTimeout)
+	if c.TokenOrigins == nil {
+		c.TokenOrigins = c.AllowedOrigins
+	}
 }
 
 // Gateway serves the Direct Line surface and the SSE streams.
@@ -118,6 +163,7 @@ type Gateway struct {
 	lg       zerolog.Logger
 
 	streams  streamSet
+	admit    *admission
 	stopping atomic.Bool
 	// stop ends every stream loop; fasthttp's own shutdown cannot reach
 	// hijacked connections.
@@ -130,6 +176,7 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 	cfg.setDefaults()
 	g := &Gateway{cfg: cfg, up: up, sessions: sessions, lg: cfg.Logger}
 	g.streams.init()
+	g.admit = newAdmission(&g.cfg)
 	g.stopCtx, g.stop = context.WithCancel(context.Background())
 	g.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
@@ -142,7 +189,13 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 		BodyLimit:         cfg.BodyLimit,
 		ReadTimeout:       cfg.ReadTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
+		ReadBufferSize:    cfg.MaxHeaderBytes,
 		ErrorHandler:      g.handleError,
+		// Per-address limits need the client's address: from
+		// X-Forwarded-For only when a trusted proxy sent it.
+		ProxyHeader:             proxyHeader(cfg.TrustedProxies),
+		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
+		TrustedProxies:          cfg.TrustedProxies,
 	})
 	g.routes()
 	return g
@@ -150,20 +203,23 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 
 func (g *Gateway) routes() {
 	g.app.Use(g.logRequests)
+	if len(g.cfg.AllowedOrigins) > 0 {
+		g.app.Use(g.corsHandler())
+	}
 	g.app.Get("/healthz", g.healthz)
 	g.app.Get("/readyz", g.readyz)
 	if g.cfg.Metrics != nil {
 		g.app.Get("/metrics", adaptor.HTTPHandler(g.cfg.Metrics))
 	}
 
-	dl := g.app.Group("/v3/directline")
-	dl.Post("/tokens/generate", g.forward)
+	dl := g.app.Group("/v3/directline", g.requestLimiter())
+	dl.Post("/tokens/generate", g.generateToken, g.newTokenLimiter(), g.forwardWithSecret)
 	dl.Post("/tokens/refresh", g.forward)
 	dl.Post("/conversations", g.startConversation)
 	dl.Get("/conversations/:id", g.reconnect)
-	dl.Post("/conversations/:id/activities", g.forward)
+	dl.Post("/conversations/:id/activities", g.postActivity)
 	dl.Get("/conversations/:id/activities", g.forward)
-	dl.Post("/conversations/:id/upload", g.forward)
+	dl.Post("/conversations/:id/upload", g.upload)
 	dl.Get("/conversations/:id/stream", g.stream)
 	g.app.Use(g.notFound)
 }
@@ -203,3 +259,11 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // Streams is the number of open SSE streams.
 func (g *Gateway) Streams() int { return g.streams.count() }
+
+// proxyHeader is the header that names the client behind trusted proxies.
+func proxyHeader(trusted []string) string {
+	if len(trusted) == 0 {
+		return ""
+	}
+	return fiber.HeaderXForwardedFor
+}

@@ -70,6 +70,14 @@ func newHarnessWithFake(t *testing.T, fake *directlinetest.Server, opts harnessO
 	}
 	h.mgr = session.NewManager(up, opts.session)
 	opts.gateway.Logger = logger
+	// Every test client comes from 127.0.0.1: per-address limits are
+	// tested on their own, and out of the way everywhere else.
+	if opts.gateway.RequestsPerIP == 0 {
+		opts.gateway.RequestsPerIP = 1_000_000
+	}
+	if opts.gateway.MaxStreamsPerIP == 0 {
+		opts.gateway.MaxStreamsPerIP = 1_000_000
+	}
 	h.gw = gateway.New(opts.gateway, up, h.mgr)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

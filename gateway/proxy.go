@@ -3,9 +3,11 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -42,9 +44,19 @@ func upstreamPath(c *fiber.Ctx) (string, error) {
 	return upstream.ConversationPath(id) + suffix, nil
 }
 
-// send forwards the current request to Direct Line and returns the answer
-// (its body still to read and close).
-func (g *Gateway) send(c *fiber.Ctx) (*http.Response, error) {
+// requestBody is the body of the current request as a reader: the stream
+// when fasthttp streams it, the buffered bytes otherwise.
+func requestBody(c *fiber.Ctx) io.Reader {
+	if s := c.Context().RequestBodyStream(); s != nil {
+		return s
+	}
+	return bytes.NewReader(c.Body())
+}
+
+// send forwards the current request to Direct Line with body, bounded by
+// timeout, and returns the answer. Its Body cancels the call's context
+// when closed (fasthttp closes it once sent).
+func (g *Gateway) send(c *fiber.Ctx, body io.Reader, timeout time.Duration) (*http.Response, error) {
 	path, err := upstreamPath(c)
 	if err != nil {
 		return nil, err
@@ -55,37 +67,69 @@ func (g *Gateway) send(c *fiber.Ctx) (*http.Response, error) {
 			h.Set(name, v)
 		}
 	}
-	var body io.Reader
-	if c.Method() != fiber.MethodGet {
-		if s := c.Context().RequestBodyStream(); s != nil {
-			body = s // uploads stream through, never held whole
-		} else {
-			body = bytes.NewReader(c.Body())
-		}
+	if c.Method() == fiber.MethodGet {
+		body = nil
 	}
-	return g.up.Forward(requestContext(c), c.Method(), path, string(c.Context().URI().QueryString()), h, body)
+	// fasthttp gives no signal when a client goes away: the call is
+	// bounded by its own timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	resp, err := g.up.Forward(ctx, c.Method(), path, string(c.Context().URI().QueryString()), h, body)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
 }
 
-// requestContext is the context of an upstream call made for a client.
-// fasthttp gives no signal when a client goes away, so the call is bounded
-// by the gateway's shutdown only; the upstream client has its own timeouts.
-func requestContext(c *fiber.Ctx) context.Context {
-	if ctx := c.UserContext(); ctx != nil {
-		return ctx
-	}
-	return context.Background()
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // forward proxies a request to Direct Line and passes the answer back as
 // is: status, body and the headers that matter.
 func (g *Gateway) forward(c *fiber.Ctx) error {
-	resp, err := g.send(c)
+	return g.forwardBody(c, requestBody(c), g.cfg.ForwardTimeout)
+}
+
+func (g *Gateway) forwardBody(c *fiber.Ctx, body io.Reader, timeout time.Duration) error {
+	resp, err := g.send(c, body, timeout)
 	if err != nil {
 		return err
 	}
+	relay(c, resp)
+	return nil
+}
+
+// relay passes an answer back as is.
+func relay(c *fiber.Ctx, resp *http.Response) {
 	copyResponseHeaders(c, resp)
 	c.Status(resp.StatusCode)
 	c.Context().SetBodyStream(resp.Body, int(resp.ContentLength)) // closed by fasthttp once sent
+}
+
+// upload proxies an upload as a stream, never held whole, cut off past
+// MaxUploadBytes.
+func (g *Gateway) upload(c *fiber.Ctx) error {
+	body := &limitedBody{r: requestBody(c), left: g.cfg.MaxUploadBytes}
+	resp, err := g.send(c, body, g.cfg.UploadTimeout)
+	if body.hit || errors.Is(err, errUploadTooLarge) {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return newError(http.StatusRequestEntityTooLarge, codeTooLarge, "upload larger than this gateway accepts")
+	}
+	if err != nil {
+		return err
+	}
+	relay(c, resp)
 	return nil
 }
 

@@ -58,6 +58,12 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 			return
 		}
 		defer g.streams.done()
+		release, refused := g.admit.admit(req.conversationID, req.remote)
+		if refused != nil {
+			writeErrorResponse(conn, refused)
+			return
+		}
+		defer release()
 		g.serveStream(conn, req)
 	})
 	return nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -45,6 +46,22 @@ type Config struct {
 	UpstreamTimeout   time.Duration `koanf:"upstream_timeout"`
 	UpstreamKeepalive time.Duration `koanf:"upstream_keepalive"`
 
+	MaxActivityChars          int           `koanf:"max_activity_chars"`
+	MaxUploadBytes            int64         `koanf:"max_upload_bytes"`
+	MaxHeaderBytes            int           `koanf:"max_header_bytes"`
+	MaxStreamsPerConversation int           `koanf:"max_streams_per_conversation"`
+	MaxStreamsPerIP           int           `koanf:"max_streams_per_ip"`
+	MaxStreams                int           `koanf:"max_streams"`
+	RequestsPerIP             int           `koanf:"requests_per_ip"`
+	ForwardTimeout            time.Duration `koanf:"forward_timeout"`
+	UploadTimeout             time.Duration `koanf:"upload_timeout"`
+	ReadTimeout               time.Duration `koanf:"read_timeout"`
+	TrustedProxies            []string      `koanf:"trusted_proxies"`
+	AllowedOrigins            []string      `koanf:"allowed_origins"`
+	DirectLineSecret          string        `koanf:"directline_secret"`
+	TokenOrigins              []string      `koanf:"token_origins"`
+	TokensPerIPPerMinute      int           `koanf:"tokens_per_ip_per_minute"`
+
 	BreakerFailures      int           `koanf:"breaker_failures"`
 	BreakerOpen          time.Duration `koanf:"breaker_open"`
 	ReadyIgnoresUpstream bool          `koanf:"ready_ignores_upstream"`
@@ -53,53 +70,79 @@ type Config struct {
 // defaults is the configuration before any source is read.
 func defaults() Config {
 	return Config{
-		Listen:            ":8080",
-		UpstreamURL:       upstream.DefaultBaseURL,
-		LogLevel:          "info",
-		LogFormat:         "json",
-		Heartbeat:         gateway.DefaultHeartbeat,
-		Retry:             gateway.DefaultRetry,
-		ShutdownJitter:    gateway.DefaultShutdownJitter,
-		SSEWriteTimeout:   gateway.DefaultSSEWriteTimeout,
-		ShutdownTimeout:   10 * time.Second,
-		ReplayBuffer:      session.DefaultReplayBuffer,
-		MaxBatch:          session.DefaultMaxBatch,
-		IdleGrace:         session.DefaultIdleGrace,
-		VerifyTTL:         session.DefaultVerifyTTL,
-		BackoffBase:       session.DefaultBackoffBase,
-		BackoffMax:        session.DefaultBackoffMax,
-		UpstreamTimeout:   20 * time.Second,
-		UpstreamKeepalive: 20 * time.Second,
-		BreakerFailures:   upstream.DefaultBreakerFailures,
-		BreakerOpen:       upstream.DefaultBreakerOpen,
+		Listen:                    ":8080",
+		UpstreamURL:               upstream.DefaultBaseURL,
+		LogLevel:                  "info",
+		LogFormat:                 "json",
+		Heartbeat:                 gateway.DefaultHeartbeat,
+		Retry:                     gateway.DefaultRetry,
+		ShutdownJitter:            gateway.DefaultShutdownJitter,
+		SSEWriteTimeout:           gateway.DefaultSSEWriteTimeout,
+		ShutdownTimeout:           10 * time.Second,
+		ReplayBuffer:              session.DefaultReplayBuffer,
+		MaxBatch:                  session.DefaultMaxBatch,
+		IdleGrace:                 session.DefaultIdleGrace,
+		VerifyTTL:                 session.DefaultVerifyTTL,
+		BackoffBase:               session.DefaultBackoffBase,
+		BackoffMax:                session.DefaultBackoffMax,
+		UpstreamTimeout:           20 * time.Second,
+		UpstreamKeepalive:         20 * time.Second,
+		MaxActivityChars:          gateway.DefaultMaxActivityChars,
+		MaxUploadBytes:            gateway.DefaultMaxUploadBytes,
+		MaxHeaderBytes:            gateway.DefaultMaxHeaderBytes,
+		MaxStreamsPerConversation: gateway.DefaultStreamsPerConv,
+		MaxStreamsPerIP:           gateway.DefaultStreamsPerIP,
+		MaxStreams:                gateway.DefaultMaxStreams,
+		RequestsPerIP:             gateway.DefaultRequestsPerIP,
+		ForwardTimeout:            gateway.DefaultForwardTimeout,
+		UploadTimeout:             gateway.DefaultUploadTimeout,
+		ReadTimeout:               gateway.DefaultReadTimeout,
+		TokensPerIPPerMinute:      gateway.DefaultTokensPerIPPerMin,
+		BreakerFailures:           upstream.DefaultBreakerFailures,
+		BreakerOpen:               upstream.DefaultBreakerOpen,
 	}
 }
 
 // flagUsage documents each key once; it is the -help text and the list of
 // flags.
 var flagUsage = map[string]string{
-	"listen":                 "address to listen on",
-	"upstream_url":           "Direct Line base URL (/v3/directline/... is appended)",
-	"public_url":             "base URL written into streamUrl (default: from each request's Host)",
-	"log_level":              "debug, info, warn or error",
-	"log_format":             "json or console",
-	"heartbeat":              "idle time before a stream gets a keepalive comment",
-	"retry":                  "SSE retry hint sent at the start of every stream",
-	"shutdown_jitter":        "random extra added to the retry hint sent at shutdown",
-	"sse_write_timeout":      "a stream write that takes longer drops the client as slow",
-	"shutdown_timeout":       "how long shutdown may take",
-	"shutdown_drain":         "on SIGTERM, keep serving this long with /readyz at 503 so a load balancer takes the instance out (within shutdown_timeout)",
-	"replay_buffer":          "activities kept per conversation for resume and slow readers",
-	"max_batch_bytes":        "bytes a stream writes in one go",
-	"idle_grace":             "how long a conversation's upstream socket stays open after its last subscriber left",
-	"verify_ttl":             "how long a credential Direct Line accepted is trusted without asking again",
-	"backoff_base":           "first reconnect delay ceiling (exponential, full jitter)",
-	"backoff_max":            "largest reconnect delay",
-	"upstream_timeout":       "timeout of a REST call dlsse makes to Direct Line for itself",
-	"upstream_keepalive":     "how often an upstream socket sends a keepalive",
-	"breaker_failures":       "consecutive Direct Line failures (5xx, 408, timeouts, network) that open the circuit breaker",
-	"breaker_open":           "how long the breaker stays open before it lets one probe through",
-	"ready_ignores_upstream": "keep /readyz at 200 while the breaker is open (default: not ready)",
+	"listen":                       "address to listen on",
+	"upstream_url":                 "Direct Line base URL (/v3/directline/... is appended)",
+	"public_url":                   "base URL written into streamUrl (default: from each request's Host)",
+	"log_level":                    "debug, info, warn or error",
+	"log_format":                   "json or console",
+	"heartbeat":                    "idle time before a stream gets a keepalive comment",
+	"retry":                        "SSE retry hint sent at the start of every stream",
+	"shutdown_jitter":              "random extra added to the retry hint sent at shutdown",
+	"sse_write_timeout":            "a stream write that takes longer drops the client as slow",
+	"shutdown_timeout":             "how long shutdown may take",
+	"shutdown_drain":               "on SIGTERM, keep serving this long with /readyz at 503 so a load balancer takes the instance out (within shutdown_timeout)",
+	"replay_buffer":                "activities kept per conversation for resume and slow readers",
+	"max_batch_bytes":              "bytes a stream writes in one go",
+	"idle_grace":                   "how long a conversation's upstream socket stays open after its last subscriber left",
+	"verify_ttl":                   "how long a credential Direct Line accepted is trusted without asking again",
+	"backoff_base":                 "first reconnect delay ceiling (exponential, full jitter)",
+	"backoff_max":                  "largest reconnect delay",
+	"upstream_timeout":             "timeout of a REST call dlsse makes to Direct Line for itself",
+	"upstream_keepalive":           "how often an upstream socket sends a keepalive",
+	"max_activity_chars":           "largest activity accepted, in characters (Direct Line's limit)",
+	"max_upload_bytes":             "largest upload accepted, in bytes (streamed, never held whole)",
+	"max_header_bytes":             "largest request line plus headers, in bytes",
+	"max_streams_per_conversation": "open SSE streams allowed per conversation",
+	"max_streams_per_ip":           "open SSE streams allowed per client address",
+	"max_streams":                  "open SSE streams allowed on this instance",
+	"requests_per_ip":              "requests a second allowed per client address on /v3/directline",
+	"forward_timeout":              "timeout of a REST call proxied to Direct Line",
+	"upload_timeout":               "timeout of an upload proxied to Direct Line",
+	"read_timeout":                 "time allowed to read a REST request (slow clients)",
+	"trusted_proxies":              "comma-separated proxy IPs/CIDRs whose X-Forwarded-For names the client",
+	"allowed_origins":              "comma-separated origins allowed to call dlsse from a browser (CORS); * for any, without credentials",
+	"directline_secret":            "bot's Direct Line secret: turns on token-server mode (POST tokens/generate without Authorization)",
+	"token_origins":                "comma-separated origins that may get tokens in token-server mode (default: allowed_origins)",
+	"tokens_per_ip_per_minute":     "token-server requests per client address per minute",
+	"breaker_failures":             "consecutive Direct Line failures (5xx, 408, timeouts, network) that open the circuit breaker",
+	"breaker_open":                 "how long the breaker stays open before it lets one probe through",
+	"ready_ignores_upstream":       "keep /readyz at 200 while the breaker is open (default: not ready)",
 }
 
 // loadConfig reads defaults, then the YAML file (if any), then DLSSE_*
@@ -135,7 +178,17 @@ func loadConfig(fs *flag.FlagSet, path string, environ func(string) string) (Con
 		return Config{}, err
 	}
 	var cfg Config
-	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
+	dc := &mapstructure.DecoderConfig{
+		Result:           &cfg,
+		WeaklyTypedInput: true,
+		// Lists come from YAML as lists, and from the environment and
+		// flags as comma-separated strings.
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+	}
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf", DecoderConfig: dc}); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, cfg.validate()

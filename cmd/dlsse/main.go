@@ -111,6 +111,22 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 
 		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
 		DrainDelay:           cfg.ShutdownDrain,
+
+		ReadTimeout:               cfg.ReadTimeout,
+		MaxActivityChars:          cfg.MaxActivityChars,
+		MaxUploadBytes:            cfg.MaxUploadBytes,
+		MaxHeaderBytes:            cfg.MaxHeaderBytes,
+		MaxStreamsPerConversation: cfg.MaxStreamsPerConversation,
+		MaxStreamsPerIP:           cfg.MaxStreamsPerIP,
+		MaxStreams:                cfg.MaxStreams,
+		RequestsPerIP:             cfg.RequestsPerIP,
+		ForwardTimeout:            cfg.ForwardTimeout,
+		UploadTimeout:             cfg.UploadTimeout,
+		TrustedProxies:            cfg.TrustedProxies,
+		AllowedOrigins:            cfg.AllowedOrigins,
+		DirectLineSecret:          cfg.DirectLineSecret,
+		TokenOrigins:              cfg.TokenOrigins,
+		TokensPerIPPerMinute:      cfg.TokensPerIPPerMinute,
 	}, up, sessions)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
