@@ -62,6 +62,8 @@ func toAPIError(err error) *apiError {
 		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
 			message: "Direct Line is unavailable; retry later", retryAfter: retry}
+	case errors.Is(err, upstream.ErrRequestBody):
+		return newError(http.StatusRequestTimeout, codeBadArgument, "the request body could not be read in time")
 	case errors.Is(err, session.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, code: codeServiceUnavailable,
 			message: "the gateway is shutting down", retryAfter: time.Second}

@@ -8,6 +8,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
@@ -77,9 +79,13 @@ type Config struct {
 	MaxStreamsPerConversation int
 	MaxStreamsPerIP           int
 	MaxStreams                int
-	RequestsPerIP             int           // per second, on /v3/directline
-	ForwardTimeout            time.Duration // a proxied REST call
-	UploadTimeout             time.Duration // a proxied upload
+	RequestsPerIP             int // per second, on /v3/directline
+	// MaxConnsPerIP caps TCP connections per client address (0: no cap).
+	// Leave it off behind a proxy: every connection then comes from the
+	// proxy's address.
+	MaxConnsPerIP  int
+	ForwardTimeout time.Duration // a proxied REST call
+	UploadTimeout  time.Duration // a proxied upload
 	// TrustedProxies are the addresses (IPs or CIDRs) of proxies whose
 	// X-Forwarded-For names the client; without them the peer address
 	// is the client, for per-address limits.
@@ -197,8 +203,26 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
 		TrustedProxies:          cfg.TrustedProxies,
 	})
+	srv := g.app.Server()
+	// fasthttp reads a request, body included when it is streamed, under
+	// one ReadTimeout: uploads get theirs from UploadTimeout instead.
+	srv.HeaderReceived = func(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+		if isUpload(h.RequestURI()) {
+			return fasthttp.RequestConfig{ReadTimeout: g.cfg.UploadTimeout}
+		}
+		return fasthttp.RequestConfig{}
+	}
+	srv.MaxConnsPerIP = cfg.MaxConnsPerIP
 	g.routes()
 	return g
+}
+
+// isUpload reports whether a request URI is an upload route.
+func isUpload(uri []byte) bool {
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	return bytes.HasPrefix(uri, []byte("/v3/directline/conversations/")) && bytes.HasSuffix(uri, []byte("/upload"))
 }
 
 func (g *Gateway) routes() {

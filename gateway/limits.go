@@ -15,13 +15,15 @@ import (
 const (
 	// DefaultMaxActivityChars is Direct Line's own limit on a serialized
 	// activity.
-	DefaultMaxActivityChars   = 256 * 1024
-	DefaultMaxUploadBytes     = 64 << 20
-	DefaultMaxHeaderBytes     = 8 << 10
-	DefaultStreamsPerConv     = 50
-	DefaultStreamsPerIP       = 100
+	DefaultMaxActivityChars = 256 * 1024
+	DefaultMaxUploadBytes   = 64 << 20
+	DefaultMaxHeaderBytes   = 8 << 10
+	DefaultStreamsPerConv   = 50
+	// Corporate proxies, dlsse's first users, put thousands of people
+	// behind one address: per-address defaults are generous.
+	DefaultStreamsPerIP       = 1000
 	DefaultMaxStreams         = 50_000
-	DefaultRequestsPerIP      = 50 // per second
+	DefaultRequestsPerIP      = 200 // per second
 	DefaultForwardTimeout     = 60 * time.Second
 	DefaultUploadTimeout      = 10 * time.Minute
 	DefaultTokensPerIPPerMin  = 10

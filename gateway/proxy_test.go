@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/dlsse/dlsse/gateway"
+	"github.com/dlsse/dlsse/upstream"
 	"github.com/dlsse/dlsse/upstream/directlinetest"
 )
 
@@ -184,4 +188,68 @@ func openExpectingError(ctx context.Context, url string) (int, error) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, nil
+}
+
+// Uploads get UploadTimeout for their body, not the REST ReadTimeout, and a
+// client whose upload fails (too large) is not held against Direct Line: the
+// breaker stays closed.
+func TestUploadTimeoutAndClientFailuresSpareTheBreaker(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{
+		gateway: gateway.Config{ReadTimeout: 300 * time.Millisecond, UploadTimeout: 10 * time.Second, MaxUploadBytes: 64 << 10},
+		upstream: upstream.Config{Breaker: gobreaker.Settings{
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 2 },
+		}},
+	})
+	ctx := testContext(t, 20*time.Second)
+	conv := h.start()
+	uploadURL := h.URL + "/v3/directline/conversations/" + conv.ConversationID + "/upload?userId=user1"
+
+	// A slow upload, longer than ReadTimeout, within the limit.
+	pr, pw := io.Pipe()
+	go func() {
+		defer pw.Close()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for range 8 { // 8 × 1 KiB over ~800 ms
+			<-tick.C
+			if _, err := pw.Write(bytes.Repeat([]byte("s"), 1024)); err != nil {
+				return
+			}
+		}
+	}()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, uploadURL, pr)
+	req.Header.Set("Authorization", "Bearer "+conv.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("slow upload: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	// Oversized uploads: 413 each, and the breaker does not open.
+	for i := range 4 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, uploadURL, io.LimitReader(zeros{}, 1<<20))
+		req.Header.Set("Authorization", "Bearer "+conv.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue // the gateway may close the connection mid-body
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("oversized upload %d: status %d, want 413", i, resp.StatusCode)
+		}
+	}
+	if st := h.up.BreakerState(); st != gobreaker.StateClosed {
+		t.Errorf("breaker %v after client-side upload failures, want closed", st)
+	}
+	if status, _, _ := h.do(http.MethodGet, "/readyz", "", nil); status != http.StatusOK {
+		t.Errorf("readyz %d after client-side upload failures", status)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

@@ -143,7 +143,9 @@ func isSuccessful(err error) bool { return err == nil }
 
 // isExcluded keeps the client's own cancellation out of the counts: it says
 // nothing about the service.
-func isExcluded(err error) bool { return errors.Is(err, context.Canceled) }
+func isExcluded(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, ErrRequestBody)
+}
 
 func (c *Client) observe(op string, status int, d time.Duration) {
 	if h := c.cfg.Hooks.Request; h != nil {

@@ -10,6 +10,7 @@ package upstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -134,15 +135,27 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 	}
 	u.Path = unescaped
 	u.RawQuery = rawQuery
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	// The body is watched so that a failure to read it (the client's
+	// doing) is not held against Direct Line. A known-empty body is none.
+	length := int64(-1)
+	if rc, ok := body.(interface{ Len() int }); ok {
+		length = int64(rc.Len())
+	}
+	var watched *watchedBody
+	var reqBody io.Reader
+	if body != nil && length != 0 {
+		watched = &watchedBody{r: body}
+		reqBody = watched
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: build request: %w", err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if rc, ok := body.(interface{ Len() int }); ok {
-		req.ContentLength = int64(rc.Len())
+	if length > 0 {
+		req.ContentLength = length
 	}
 	op := operation(method, path)
 	done, err := c.allow()
@@ -153,8 +166,13 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() == context.Canceled {
+		switch {
+		case ctx.Err() == context.Canceled:
 			err = fmt.Errorf("%w (%v)", context.Canceled, err)
+		case watched != nil && watched.err != nil:
+			// The client's body failed (too large, too slow, gone):
+			// nothing to hold against Direct Line.
+			err = fmt.Errorf("%w: %w", ErrRequestBody, watched.err)
 		}
 		done(err)
 		c.observe(op, statusTransport, time.Since(start))
@@ -220,4 +238,23 @@ func (c *Client) Activities(ctx context.Context, credential, conversationID, wat
 	var set ActivitySet
 	err := c.call(ctx, credential, http.MethodGet, ConversationPath(conversationID)+"/activities", watermarkQuery(watermark), &set)
 	return set, err
+}
+
+// ErrRequestBody reports that a forwarded call failed because reading the
+// client's request body failed. The breaker does not count it.
+var ErrRequestBody = errors.New("upstream: reading the request body failed")
+
+// watchedBody remembers why reading a request body failed, to tell the
+// client's failures from the service's.
+type watchedBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }

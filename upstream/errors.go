@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -69,9 +70,9 @@ const (
 // ValidConversationID and ValidWatermark accept what Direct Line issues:
 // short strings of letters, digits and "-_.:|". Anything else could change
 // the meaning of an upstream URL or an SSE line, so it is refused before
-// use.
+// use; so are the dot segments "." and "..", which a URL path resolves.
 func ValidConversationID(id string) bool {
-	return id != "" && len(id) <= MaxConversationIDLen && plainToken(id)
+	return id != "" && id != "." && id != ".." && len(id) <= MaxConversationIDLen && plainToken(id)
 }
 
 // ValidWatermark: see ValidConversationID. The empty watermark is valid (no
@@ -79,6 +80,9 @@ func ValidConversationID(id string) bool {
 func ValidWatermark(w string) bool { return len(w) <= MaxWatermarkLen && plainToken(w) }
 
 func plainToken(s string) bool {
+	if strings.Contains(s, "..") {
+		return false // no dot segments, whatever a path or log makes of them
+	}
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
 		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':

@@ -53,6 +53,7 @@ type Config struct {
 	MaxStreamsPerIP           int           `koanf:"max_streams_per_ip"`
 	MaxStreams                int           `koanf:"max_streams"`
 	RequestsPerIP             int           `koanf:"requests_per_ip"`
+	MaxConnsPerIP             int           `koanf:"max_conns_per_ip"`
 	ForwardTimeout            time.Duration `koanf:"forward_timeout"`
 	UploadTimeout             time.Duration `koanf:"upload_timeout"`
 	ReadTimeout               time.Duration `koanf:"read_timeout"`
@@ -132,6 +133,7 @@ var flagUsage = map[string]string{
 	"max_streams_per_ip":           "open SSE streams allowed per client address",
 	"max_streams":                  "open SSE streams allowed on this instance",
 	"requests_per_ip":              "requests a second allowed per client address on /v3/directline",
+	"max_conns_per_ip":             "TCP connections allowed per client address (0: no cap; leave 0 behind a proxy)",
 	"forward_timeout":              "timeout of a REST call proxied to Direct Line",
 	"upload_timeout":               "timeout of an upload proxied to Direct Line",
 	"read_timeout":                 "time allowed to read a REST request (slow clients)",

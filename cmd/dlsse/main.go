@@ -120,6 +120,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		MaxStreamsPerIP:           cfg.MaxStreamsPerIP,
 		MaxStreams:                cfg.MaxStreams,
 		RequestsPerIP:             cfg.RequestsPerIP,
+		MaxConnsPerIP:             cfg.MaxConnsPerIP,
 		ForwardTimeout:            cfg.ForwardTimeout,
 		UploadTimeout:             cfg.UploadTimeout,
 		TrustedProxies:            cfg.TrustedProxies,
