@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -44,6 +45,28 @@ func upstreamPath(c *fiber.Ctx) (string, error) {
 	return upstream.ConversationPath(id) + suffix, nil
 }
 
+// maxUserIDLen bounds the userId of an upload.
+const maxUserIDLen = 256
+
+// upstreamQuery rebuilds the query string from the parameters Direct Line
+// knows, checked and escaped, so nothing else rides along upstream.
+func upstreamQuery(c *fiber.Ctx) (string, error) {
+	q := url.Values{}
+	if wm := c.Query("watermark"); wm != "" {
+		if !upstream.ValidWatermark(wm) {
+			return "", newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
+		}
+		q.Set("watermark", wm)
+	}
+	if uid := c.Query("userId"); uid != "" {
+		if len(uid) > maxUserIDLen {
+			return "", newError(http.StatusBadRequest, codeBadArgument, "invalid userId")
+		}
+		q.Set("userId", uid)
+	}
+	return q.Encode(), nil
+}
+
 // requestBody is the body of the current request as a reader: the stream
 // when fasthttp streams it, the buffered bytes otherwise.
 func requestBody(c *fiber.Ctx) io.Reader {
@@ -70,10 +93,14 @@ func (g *Gateway) send(c *fiber.Ctx, body io.Reader, timeout time.Duration) (*ht
 	if c.Method() == fiber.MethodGet {
 		body = nil
 	}
+	query, err := upstreamQuery(c)
+	if err != nil {
+		return nil, err
+	}
 	// fasthttp gives no signal when a client goes away: the call is
 	// bounded by its own timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	resp, err := g.up.Forward(ctx, c.Method(), path, string(c.Context().URI().QueryString()), h, body)
+	resp, err := g.up.Forward(ctx, c.Method(), path, query, h, body)
 	if err != nil {
 		cancel()
 		return nil, err

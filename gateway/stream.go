@@ -20,15 +20,42 @@ import (
 	"github.com/dlsse/dlsse/upstream"
 )
 
-// streamHeader starts every successful stream. The body is delimited by
-// the connection's close: an SSE stream only ever ends that way, and it
-// spares a chunk header per write.
-const streamHeader = "HTTP/1.1 200 OK\r\n" +
-	"Content-Type: text/event-stream; charset=utf-8\r\n" +
-	"Cache-Control: no-cache, no-transform\r\n" +
-	"X-Accel-Buffering: no\r\n" +
-	"Connection: close\r\n" +
-	"\r\n"
+// streamHead starts every successful stream; extra holds header lines the
+// middleware chose (CORS). The body is delimited by the connection's
+// close: an SSE stream only ever ends that way, and it spares a chunk
+// header per write.
+func streamHead(extra string) []byte {
+	return []byte("HTTP/1.1 200 OK\r\n" +
+		"Content-Type: text/event-stream; charset=utf-8\r\n" +
+		"Cache-Control: no-cache, no-transform\r\n" +
+		"X-Accel-Buffering: no\r\n" +
+		"Connection: close\r\n" +
+		extra +
+		"\r\n")
+}
+
+// passedHeaders are the response headers set by middleware (CORS) that a
+// hijacked stream must still send, since it writes its answer itself.
+var passedHeaders = []string{
+	fiber.HeaderAccessControlAllowOrigin,
+	fiber.HeaderAccessControlAllowCredentials,
+	fiber.HeaderAccessControlExposeHeaders,
+	fiber.HeaderVary,
+}
+
+// middlewareHeaders copies passedHeaders from the response being built, as
+// ready header lines.
+func middlewareHeaders(c *fiber.Ctx) string {
+	var b strings.Builder
+	for _, name := range passedHeaders {
+		v := string(c.Response().Header.Peek(name))
+		if v == "" || strings.ContainsAny(v, "\r\n") {
+			continue
+		}
+		b.WriteString(name + ": " + v + "\r\n")
+	}
+	return b.String()
+}
 
 // streamRequest is what a stream needs from its HTTP request, copied out
 // before the connection is hijacked (the request is recycled after).
@@ -37,6 +64,7 @@ type streamRequest struct {
 	credential     string
 	cursor         *session.Cursor
 	remote         string
+	headers        string // extra header lines for the answer (CORS)
 }
 
 // stream answers GET /conversations/{id}/stream. It checks the request,
@@ -48,19 +76,20 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	req.headers = middlewareHeaders(c)
 	c.Context().HijackSetNoResponse(true)
 	c.Context().Hijack(func(conn net.Conn) {
 		if !g.streams.add() {
 			// Shutting down: a 200 that ends at once, with a
 			// jittered retry hint, sends the browser to another
 			// replica; a 503 would make EventSource give up.
-			g.refuseStream(conn, session.ErrClosed, g.lg)
+			g.refuseStream(conn, req.headers, session.ErrClosed, g.lg)
 			return
 		}
 		defer g.streams.done()
 		release, refused := g.admit.admit(req.conversationID, req.remote)
 		if refused != nil {
-			writeErrorResponse(conn, refused)
+			writeErrorResponse(conn, req.headers, refused)
 			return
 		}
 		defer release()
@@ -119,12 +148,12 @@ func (g *Gateway) serveStream(conn net.Conn, req streamRequest) {
 	})
 	cancel()
 	if err != nil {
-		g.refuseStream(conn, err, lg)
+		g.refuseStream(conn, req.headers, err, lg)
 		return
 	}
 	defer sub.Close()
 
-	if _, err := conn.Write([]byte(streamHeader)); err != nil {
+	if _, err := conn.Write(streamHead(req.headers)); err != nil {
 		return
 	}
 	lg.Debug().Str("remote", req.remote).Msg("stream opened")
@@ -143,18 +172,18 @@ func (g *Gateway) serveStream(conn net.Conn, req streamRequest) {
 // Line is final and gets its real status, so EventSource stops. A passing
 // failure gets 200 with a status event and the stream ends: EventSource
 // gives up for good on any non-200, but retries a 200 that ends.
-func (g *Gateway) refuseStream(conn net.Conn, err error, lg zerolog.Logger) {
+func (g *Gateway) refuseStream(conn net.Conn, headers string, err error, lg zerolog.Logger) {
 	if errors.Is(err, session.ErrEnded) {
 		// 204 is the standard "stop, don't reconnect" for EventSource.
 		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
-		_, _ = conn.Write([]byte("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		_, _ = conn.Write([]byte("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n" + headers + "\r\n"))
 		return
 	}
 	ae := toAPIError(err)
 	var upErr *upstream.APIError
 	if errors.As(err, &upErr) && upErr.Terminal() {
 		lg.Info().Int("status", ae.status).Str("code", ae.code).Msg("stream refused by Direct Line")
-		writeErrorResponse(conn, ae)
+		writeErrorResponse(conn, headers, ae)
 		return
 	}
 	lg.Info().Err(err).Msg("stream not served now")
@@ -169,7 +198,7 @@ func (g *Gateway) refuseStream(conn net.Conn, err error, lg zerolog.Logger) {
 		Reason:  ae.message,
 		RetryIn: wait.Milliseconds(),
 	})
-	b := append([]byte(streamHeader), sse.AppendRetry(nil, wait)...)
+	b := append(streamHead(headers), sse.AppendRetry(nil, wait)...)
 	b = sse.AppendEvent(b, "", "status", status)
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
 	_, _ = conn.Write(b)
@@ -185,7 +214,7 @@ func (g *Gateway) shutdownRetry(dst []byte) []byte {
 
 // writeErrorResponse writes a complete Direct Line-shaped error answer on
 // a hijacked connection.
-func writeErrorResponse(conn net.Conn, ae *apiError) {
+func writeErrorResponse(conn net.Conn, headers string, ae *apiError) {
 	body := upstream.ErrorJSON(ae.code, ae.message)
 	w := bufio.NewWriterSize(conn, 512)
 	w.WriteString("HTTP/1.1 " + strconv.Itoa(ae.status) + " " + http.StatusText(ae.status) + "\r\n")
@@ -194,7 +223,7 @@ func writeErrorResponse(conn net.Conn, ae *apiError) {
 	if ae.retryAfter > 0 {
 		w.WriteString("Retry-After: " + retryAfterSeconds(ae.retryAfter) + "\r\n")
 	}
-	w.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n\r\n")
+	w.WriteString("Content-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n" + headers + "\r\n")
 	w.Write(body)
 	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_ = w.Flush()

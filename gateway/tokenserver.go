@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -39,10 +40,20 @@ func (g *Gateway) newTokenLimiter() fiber.Handler {
 	})
 }
 
-// forwardWithSecret sends the request upstream with the gateway's secret.
-// The secret goes into that one header and nowhere else: Direct Line's
+// forwardWithSecret asks Direct Line for a token with the gateway's secret.
+// Nothing of the client's request goes along — no body, no query — so a
+// caller cannot choose the user id or trusted origins the token is bound
+// to. The secret goes into that one header and nowhere else: Direct Line's
 // answer holds a token, never the secret.
 func (g *Gateway) forwardWithSecret(c *fiber.Ctx) error {
-	c.Request().Header.Set(fiber.HeaderAuthorization, "Bearer "+g.cfg.DirectLineSecret)
-	return g.forward(c)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ForwardTimeout)
+	h := http.Header{fiber.HeaderAuthorization: {"Bearer " + g.cfg.DirectLineSecret}}
+	resp, err := g.up.Forward(ctx, fiber.MethodPost, "/tokens/generate", "", h, nil)
+	if err != nil {
+		cancel()
+		return err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	relay(c, resp)
+	return nil
 }

@@ -76,7 +76,7 @@ func New() *Metrics {
 	}
 	// Known label values start at zero, so dashboards and alerts see
 	// the series before the first event.
-	for _, r := range []string{"closed", "collision", "stalled", "lost"} {
+	for _, r := range []string{"closed", "collision", "stalled", "lost", "too_large"} {
 		m.reconnects.WithLabelValues(r)
 	}
 	for _, r := range []sse.Reason{sse.ReasonSlow, sse.ReasonClientGone, sse.ReasonShutdown, sse.ReasonEnded, "upstream_error"} {

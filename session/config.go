@@ -102,7 +102,7 @@ type Observer interface {
 	UpstreamConnected()
 	UpstreamDisconnected()
 	// Reconnect: the upstream stream was lost and will be reopened;
-	// reason is closed, collision, stalled or lost.
+	// reason is closed, collision, stalled, lost or too_large.
 	Reconnect(reason string)
 	// ActivitiesReceived counts new activities added to a log.
 	ActivitiesReceived(n int)

@@ -65,6 +65,11 @@ func (s *Session) run() {
 			return
 		}
 		obs.Reconnect(dropReason(err))
+		if errors.Is(err, upstream.ErrMessageTooLarge) {
+			// Reconnecting would replay the same oversized message
+			// forever: poll past it first.
+			s.pollPast(err)
+		}
 		if !s.pause(&attempt, err, "upstream stream dropped") {
 			return
 		}
@@ -82,6 +87,19 @@ func (s *Session) stop() {
 	s.tasks.closeAndWait()
 }
 
+// pollPast fetches by REST what an oversized stream message held, so the
+// next socket starts after it.
+func (s *Session) pollPast(cause error) {
+	s.lastCredential = s.upstreamCredential()
+	set, err := s.m.up.Activities(s.ctx, s.lastCredential, s.id, s.log.Watermark())
+	if err != nil {
+		s.lg.Info().Err(err).Msg("polling past an oversized stream message failed; will retry")
+		return
+	}
+	s.lg.Warn().Err(cause).Int("activities", len(set.Activities)).Msg("stream message above the read limit; polled instead")
+	s.ingest(set)
+}
+
 // dropReason names why an open stream ended, for metrics.
 func dropReason(err error) string {
 	var ce *upstream.ClosedError
@@ -93,6 +111,8 @@ func dropReason(err error) string {
 		return "closed"
 	case errors.As(err, &ne) && ne.Timeout():
 		return "stalled"
+	case errors.Is(err, upstream.ErrMessageTooLarge):
+		return "too_large"
 	default:
 		return "lost"
 	}

@@ -37,7 +37,6 @@ type Session struct {
 	offer           Offer
 	hasOffer        bool
 	fromBeginning   bool // the log starts at the conversation's beginning
-	startCursor     *Cursor
 	endSeen         bool // an endOfConversation activity arrived
 
 	ready    chan struct{} // closed once the credential was accepted, or refused
@@ -73,18 +72,18 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		creds:           []credential{{value: req.Credential}},
 		offer:           offer,
 		hasOffer:        hasOffer,
-		startCursor:     req.Cursor,
 		ready:           make(chan struct{}),
 		subs:            make(map[*Subscriber]struct{}),
 	}
+	// A session starts where Direct Line vouches for: an offer's start,
+	// or "now" (a poll first). Never at a client's cursor: a cursor from
+	// the future, or from another conversation, would put the log where
+	// the conversation never gets, and the socket would reconnect from
+	// there. A subscriber's cursor is served by its own catch-up.
 	start := ""
-	switch {
-	case hasOffer:
+	if hasOffer {
 		s.fromBeginning = offer.FromBeginning
 		start = offer.Watermark
-	case req.Cursor != nil:
-		start = req.Cursor.Base
-		s.fromBeginning = start == ""
 	}
 	if hasOffer && offer.Token == req.Credential {
 		s.creds[0].refreshAt = s.refreshTime(offer.ExpiresIn)

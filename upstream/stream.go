@@ -18,6 +18,10 @@ import (
 // every keepalive, so holding a write buffer per socket would waste memory.
 var writeBufferPool = &sync.Pool{}
 
+// ErrMessageTooLarge reports a stream message above Config.ReadLimit. The
+// stream is then unusable; what the message held can be polled instead.
+var ErrMessageTooLarge = websocket.ErrReadLimit
+
 // ClosedError reports that Direct Line closed the stream with a close frame.
 type ClosedError struct {
 	Code   int
