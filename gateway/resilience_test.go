@@ -1,13 +1,11 @@
 package gateway_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -637,60 +635,21 @@ func TestShutdownEndsStreamsAndFinishesInFlightCalls(t *testing.T) {
 	}
 }
 
-// partialRequest opens a connection to the gateway and sends a request
-// without its final CRLF: the server accepts the connection and waits, so
-// the request can be completed after Shutdown closed the listener.
-func partialRequest(t *testing.T, addr, head string) net.Conn {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if _, err := io.WriteString(conn, head); err != nil {
-		t.Fatal(err)
-	}
-	return conn
-}
-
-// finishRequest sends the final CRLF and reads the whole answer (the
-// server closes the connection after it).
-func finishRequest(t *testing.T, conn net.Conn) (*http.Response, string) {
-	t.Helper()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(conn, "\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading the answer: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body) // to EOF: a stream ends with the connection
-	return resp, string(body)
-}
-
-// TestShutdownReadyzAndLateStream: while Shutdown waits for a REST call in
-// flight, /readyz answers 503 and a stream request gets 200, a retry hint
-// and status unavailable, and ends (a 503 would make EventSource give up).
-//
-// Shutdown closes the listener at once, so both requests are sent on
-// connections opened before it and completed after: that is the only way
-// a request can reach the gateway during shutdown.
-func TestShutdownReadyzAndLateStream(t *testing.T) {
+// TestShutdownDrainsThenEndsStreams: on Shutdown with a drain delay,
+// /readyz answers 503 at once on new connections while the gateway keeps
+// serving (a stream opened during the drain is a normal stream), then the
+// streams end with a retry hint of at least the configured one, and
+// Shutdown returns only after an in-flight call finished.
+func TestShutdownDrainsThenEndsStreams(t *testing.T) {
 	t.Parallel()
 	rt := newRecordingTransport(t)
 	const retry = time.Second
 	h := newHarness(t, harnessOptions{
 		upstream: upstream.Config{Transport: rt},
-		gateway:  gateway.Config{Retry: retry, ShutdownJitter: time.Second},
+		gateway:  gateway.Config{Retry: retry, ShutdownJitter: time.Second, DrainDelay: 2 * time.Second},
 	})
 	ctx := testContext(t, 10*time.Second)
 	conv := h.start()
-	addr := strings.TrimPrefix(h.URL, "http://")
-	readyConn := partialRequest(t, addr, "GET /readyz HTTP/1.1\r\nHost: dlsse\r\n")
-	streamConn := partialRequest(t, addr, "GET /v3/directline/conversations/"+conv.ConversationID+
-		"/stream?t="+conv.Token+" HTTP/1.1\r\nHost: dlsse\r\nAccept: text/event-stream\r\n")
 
 	entered, release := rt.holdFirstPost(t)
 	posted := make(chan int, 1)
@@ -719,58 +678,35 @@ func TestShutdownReadyzAndLateStream(t *testing.T) {
 		defer cancel()
 		shutdown <- h.gw.Shutdown(sctx)
 	}()
-	// Shutdown marks the gateway stopping, then closes the listener.
-	waitFor(t, 5*time.Second, "the listener to close", func() bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			return true
-		}
-		c.Close()
-		return false
+	waitFor(t, 5*time.Second, "/readyz to answer 503 during the drain", func() bool {
+		status, _, _ := h.do(http.MethodGet, "/readyz", "", nil)
+		return status == http.StatusServiceUnavailable
 	})
-	inFlight := func(what string) {
-		t.Helper()
-		select {
-		case status := <-posted:
-			t.Fatalf("the held call finished (%d) before %s", status, what)
-		case err := <-shutdown:
-			t.Fatalf("shutdown returned (%v) before %s, with a call in flight", err, what)
-		default:
+	// Still serving: a stream opened now is a normal one...
+	s := h.open(ctx, conv.StreamURL, nil)
+	waitOnline(ctx, t, s)
+	select {
+	case err := <-shutdown:
+		t.Fatalf("shutdown returned (%v) during the drain", err)
+	default:
+	}
+	// ...and it ends when the drain is over, with a jittered retry hint.
+	for {
+		if _, err := s.Next(ctx); err != nil {
+			if !errors.Is(err, ssetest.ErrEOF) {
+				t.Fatalf("stream did not end after the drain: %v", err)
+			}
+			break
 		}
 	}
-
-	resp, body := finishRequest(t, readyConn)
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("/readyz during shutdown = %d %q, want 503", resp.StatusCode, body)
+	if s.Retry() < retry {
+		t.Errorf("retry hint at shutdown %v, want at least %v", s.Retry(), retry)
 	}
-	inFlight("/readyz was checked")
-
-	resp, body = finishRequest(t, streamConn)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		t.Fatalf("stream during shutdown: %d %s %q, want a 200 event stream", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	select {
+	case err := <-shutdown:
+		t.Fatalf("shutdown returned (%v) with a call in flight", err)
+	default:
 	}
-	var hint time.Duration
-	var status *session.Status
-	for _, block := range strings.Split(body, "\n\n") {
-		for _, line := range strings.Split(block, "\n") {
-			if v, ok := strings.CutPrefix(line, "retry: "); ok {
-				ms, _ := strconv.Atoi(v)
-				hint = time.Duration(ms) * time.Millisecond
-			}
-			if v, ok := strings.CutPrefix(line, "data: "); ok && strings.Contains(block, "event: status") {
-				status = new(session.Status)
-				_ = json.Unmarshal([]byte(v), status)
-			}
-		}
-	}
-	if hint < retry {
-		t.Errorf("stream during shutdown: retry hint %v, want at least %v (body %q)", hint, retry, body)
-	}
-	if status == nil || status.State != session.StateUnavailable {
-		t.Errorf("stream during shutdown: status %+v, want unavailable (body %q)", status, body)
-	}
-	inFlight("the late stream was answered")
-
 	release()
 	if status := <-posted; status != http.StatusOK {
 		t.Errorf("in-flight call: %d, want 200", status)
