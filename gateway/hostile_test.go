@@ -500,11 +500,22 @@ func hostilePipelined(ctx context.Context, t *testing.T, d *net.Dialer, addr, pa
 }
 
 // hostileClassify says which per-address cap refused an answer: "streams"
-// (MaxStreamsPerIP), "requests" (RequestsPerIP), or "" for anything else
-// (another cap, or not a Direct Line-shaped 429 Throttled with
-// Retry-After). It closes the body.
+// (MaxStreamsPerIP), "requests" (RequestsPerIP: a Direct Line-shaped 429
+// Throttled with Retry-After, or, for a stream request, a 200 event stream
+// saying "unavailable"), or "" for anything else. It closes the body.
 func hostileClassify(t *testing.T, resp *http.Response) string {
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// A stream request over the rate is told to come back later
+		// (a 429 would make EventSource give up): 200, a retry hint,
+		// status unavailable, end.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		if strings.Contains(string(b), `"unavailable"`) && strings.Contains(string(b), "too many requests from this address") {
+			return "requests"
+		}
+		t.Logf("attacker got a 200 stream: %q", b)
+		return ""
+	}
 	var body struct {
 		Error struct{ Code, Message string }
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,6 +97,13 @@ func (g *Gateway) requestLimiter() fiber.Handler {
 		Expiration: time.Second,
 		Storage:    newRateStore(),
 		LimitReached: func(c *fiber.Ctx) error {
+			if strings.HasSuffix(c.Path(), "/stream") {
+				// A fleet of browsers behind one corporate proxy
+				// reconnecting after a restart is not abuse: tell
+				// them to come back (a 429 would make EventSource
+				// give up for good).
+				return g.comeBackLater(c, "too many requests from this address")
+			}
 			return &apiError{status: http.StatusTooManyRequests, code: codeThrottled,
 				message: "too many requests from this address", retryAfter: requestLimitRetryAfter}
 		},

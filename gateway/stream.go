@@ -204,6 +204,20 @@ func (g *Gateway) refuseStream(conn net.Conn, headers string, err error, lg zero
 	_, _ = conn.Write(b)
 }
 
+// comeBackLater answers a stream request with a 200 event stream that
+// says "unavailable" and ends at once, with a jittered retry hint: the one
+// refusal EventSource retries by itself.
+func (g *Gateway) comeBackLater(c *fiber.Ctx, reason string) error {
+	wait := g.cfg.Retry + rand.N(g.cfg.ShutdownJitter+1)
+	status, _ := json.Marshal(session.Status{State: session.StateUnavailable, Reason: reason, RetryIn: wait.Milliseconds()})
+	b := sse.AppendRetry(nil, wait)
+	b = sse.AppendEvent(b, "", "status", status)
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-cache, no-transform")
+	c.Set("X-Accel-Buffering", "no")
+	return c.Status(http.StatusOK).Send(b)
+}
+
 // shutdownRetry is the last thing a stream gets when the gateway stops: a
 // retry hint with jitter, so the browsers move to another replica spread
 // out rather than all at once.
