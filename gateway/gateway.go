@@ -232,6 +232,7 @@ func (g *Gateway) routes() {
 	}
 	g.app.Get("/healthz", g.healthz)
 	g.app.Get("/readyz", g.readyz)
+	g.app.Get("/sdk/dlsse.js", g.sdk)
 	if g.cfg.Metrics != nil {
 		g.app.Get("/metrics", adaptor.HTTPHandler(g.cfg.Metrics))
 	}
