@@ -64,6 +64,7 @@ type Manager struct {
 	offers   map[string]Offer
 	verified map[[32]byte]time.Time // credentialKey -> expiry
 	ended    map[string]time.Time   // conversation -> when it ended
+	marks    int                    // verifications since start, to prune now and then
 }
 
 // NewManager returns a Manager that reaches Direct Line through up.
@@ -171,8 +172,16 @@ func (m *Manager) isVerified(conversationID, credential string) bool {
 func (m *Manager) markVerified(conversationID, credential string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.verified[credentialKey(conversationID, credential)] = time.Now().Add(m.cfg.VerifyTTL)
+	now := time.Now()
+	m.verified[credentialKey(conversationID, credential)] = now.Add(m.cfg.VerifyTTL)
+	// Streams alone (no start calls) must not grow the cache forever.
+	if m.marks++; m.marks%pruneEvery == 0 {
+		m.pruneLocked(now)
+	}
 }
+
+// pruneEvery is how many verifications pass between prunes.
+const pruneEvery = 256
 
 // Subscribe attaches a subscriber to a conversation, opening its session
 // when none is open. The credential is verified for the conversation
