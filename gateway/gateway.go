@@ -106,6 +106,10 @@ type Config struct {
 	// streams: long enough for a load balancer's readiness probe to take
 	// the instance out. Zero: stop at once.
 	DrainDelay time.Duration
+
+	// DemoPages serves the plain demo page at / (and its script at
+	// /app.js). Off: those paths are Direct Line-shaped 404s.
+	DemoPages bool
 }
 
 // Observer is told about SSE streams, for metrics.
@@ -233,6 +237,10 @@ func (g *Gateway) routes() {
 	g.app.Get("/healthz", g.healthz)
 	g.app.Get("/readyz", g.readyz)
 	g.app.Get("/sdk/dlsse.js", g.sdk)
+	if g.cfg.DemoPages {
+		g.app.Get("/", g.indexPage)
+		g.app.Get("/app.js", g.appScript)
+	}
 	if g.cfg.Metrics != nil {
 		g.app.Get("/metrics", adaptor.HTTPHandler(g.cfg.Metrics))
 	}

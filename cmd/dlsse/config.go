@@ -66,6 +66,8 @@ type Config struct {
 	BreakerFailures      int           `koanf:"breaker_failures"`
 	BreakerOpen          time.Duration `koanf:"breaker_open"`
 	ReadyIgnoresUpstream bool          `koanf:"ready_ignores_upstream"`
+
+	DemoPages bool `koanf:"demo_pages"`
 }
 
 // defaults is the configuration before any source is read.
@@ -145,6 +147,7 @@ var flagUsage = map[string]string{
 	"breaker_failures":             "consecutive Direct Line failures (5xx, 408, timeouts, network) that open the circuit breaker",
 	"breaker_open":                 "how long the breaker stays open before it lets one probe through",
 	"ready_ignores_upstream":       "keep /readyz at 200 while the breaker is open (default: not ready)",
+	"demo_pages":                   "serve the plain demo page at / (needs token-server mode to chat; -demo turns it on)",
 }
 
 // loadConfig reads defaults, then the YAML file (if any), then DLSSE_*

@@ -15,6 +15,22 @@ func startDemoUpstream() *directlinetest.Server {
 	return directlinetest.NewServer()
 }
 
+// demoConfig sets what -demo needs on top of the configuration: the demo
+// page at /, and token-server mode with the fake's secret so that page can
+// get a token (POST tokens/generate without Authorization).
+func demoConfig(cfg *Config, secret string) {
+	cfg.DemoPages = true
+	cfg.DirectLineSecret = secret // the fake's made-up secret, nothing real
+	if len(cfg.TokenOrigins) == 0 {
+		// Any origin may get a token: the page's own origin is not known
+		// here (localhost, 127.0.0.1, a LAN name, a tunnel...), and
+		// allowed_origins (CORS) is about other origins. Acceptable
+		// only because the secret is the in-process fake's and the bot an
+		// echo; never run a real secret with token_origins "*".
+		cfg.TokenOrigins = []string{"*"}
+	}
+}
+
 // printDemoHelp prints ready-to-paste commands for the demo.
 func printDemoHelp(w io.Writer, cfg Config, secret string) {
 	base := cfg.PublicURL
@@ -31,7 +47,10 @@ func printDemoHelp(w io.Writer, cfg Config, secret string) {
 	base = strings.TrimRight(base, "/")
 	fmt.Fprintf(w, `
 dlsse demo: a Direct Line fake with an echo bot runs inside this process.
-Paste this into another terminal:
+
+In a browser: open %[1]s/ (a plain chat page over the SSE stream).
+
+Or paste this into another terminal:
 
   # start a conversation: 201 Created, and a streamUrl that points at dlsse
   CONV_JSON=$(curl -s -X POST %[1]s/v3/directline/conversations -H 'Authorization: Bearer %[2]s')

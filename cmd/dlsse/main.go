@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fake := startDemoUpstream()
 		defer fake.Close()
 		cfg.UpstreamURL = fake.URL
+		demoConfig(&cfg, fake.Secret())
 		printDemoHelp(stdout, cfg, fake.Secret())
 	}
 	return serve(ctx, cfg, lg)
@@ -111,6 +112,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 
 		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
 		DrainDelay:           cfg.ShutdownDrain,
+		DemoPages:            cfg.DemoPages,
 
 		ReadTimeout:               cfg.ReadTimeout,
 		MaxActivityChars:          cfg.MaxActivityChars,

@@ -1,0 +1,39 @@
+package gateway
+
+import (
+	_ "embed"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// The plain demo page: no Web Chat, just the client library (sdk.go), a
+// message list, an input and the connection state. Served only when
+// Config.DemoPages is set (dlsse -demo, or demo_pages: true).
+var (
+	//go:embed web/index.html
+	indexHTML []byte
+	//go:embed web/app.js
+	appJS []byte
+)
+
+// pageCSP allows nothing but this origin: the page's script is a file
+// (app.js), never inline, so scripts need no 'unsafe-inline'. Styles may be
+// inline (the page's one <style> block).
+const pageCSP = "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'"
+
+// indexPage answers GET /.
+func (g *Gateway) indexPage(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
+	c.Set(fiber.HeaderContentSecurityPolicy, pageCSP)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(indexHTML)
+}
+
+// appScript answers GET /app.js, the demo page's module.
+func (g *Gateway) appScript(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(appJS)
+}
