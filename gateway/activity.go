@@ -21,11 +21,7 @@ const (
 // with a byte bound, so a huge one costs no more than the limit.
 func (g *Gateway) readActivity(c *fiber.Ctx) ([]byte, error) {
 	limit := int64(g.cfg.MaxActivityChars) * maxActivityBytesPerRune
-	var r io.Reader = bytes.NewReader(c.Body())
-	if s := c.Context().RequestBodyStream(); s != nil {
-		r = s
-	}
-	body, err := io.ReadAll(io.LimitReader(r, limit+1))
+	body, err := io.ReadAll(io.LimitReader(requestBody(c), limit+1))
 	if err != nil {
 		return nil, newError(http.StatusBadRequest, codeBadArgument, "could not read the activity")
 	}

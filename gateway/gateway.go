@@ -124,43 +124,36 @@ func (nopObserver) StreamOpened()           {}
 func (nopObserver) StreamClosed(sse.Reason) {}
 
 func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.Heartbeat, DefaultHeartbeat)
-	def(&c.Retry, DefaultRetry)
-	def(&c.ShutdownJitter, DefaultShutdownJitter)
-	def(&c.SSEWriteTimeout, DefaultSSEWriteTimeout)
-	def(&c.SubscribeWait, DefaultSubscribeWait)
-	def(&c.ReadTimeout, DefaultReadTimeout)
-	def(&c.IdleTimeout, DefaultIdleTimeout)
-	if c.BodyLimit <= 0 {
-		c.BodyLimit = DefaultBodyLimit
-	}
+	orDefault(&c.Heartbeat, DefaultHeartbeat)
+	orDefault(&c.Retry, DefaultRetry)
+	orDefault(&c.ShutdownJitter, DefaultShutdownJitter)
+	orDefault(&c.SSEWriteTimeout, DefaultSSEWriteTimeout)
+	orDefault(&c.SubscribeWait, DefaultSubscribeWait)
+	orDefault(&c.ReadTimeout, DefaultReadTimeout)
+	orDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&c.ForwardTimeout, DefaultForwardTimeout)
+	orDefault(&c.UploadTimeout, DefaultUploadTimeout)
+	orDefault(&c.BodyLimit, DefaultBodyLimit)
+	orDefault(&c.MaxActivityChars, DefaultMaxActivityChars)
+	orDefault(&c.MaxUploadBytes, DefaultMaxUploadBytes)
+	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&c.MaxStreamsPerConversation, DefaultStreamsPerConv)
+	orDefault(&c.MaxStreamsPerIP, DefaultStreamsPerIP)
+	orDefault(&c.MaxStreams, DefaultMaxStreams)
+	orDefault(&c.RequestsPerIP, DefaultRequestsPerIP)
+	orDefault(&c.TokensPerIPPerMinute, DefaultTokensPerIPPerMin)
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
-	defInt := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	defInt(&c.MaxActivityChars, DefaultMaxActivityChars)
-	defInt(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	defInt(&c.MaxStreamsPerConversation, DefaultStreamsPerConv)
-	defInt(&c.MaxStreamsPerIP, DefaultStreamsPerIP)
-	defInt(&c.MaxStreams, DefaultMaxStreams)
-	defInt(&c.RequestsPerIP, DefaultRequestsPerIP)
-	defInt(&c.TokensPerIPPerMinute, DefaultTokensPerIPPerMin)
-	if c.MaxUploadBytes <= 0 {
-		c.MaxUploadBytes = DefaultMaxUploadBytes
-	}
-	def(&c.ForwardTimeout, DefaultForwardTimeout)
-	def(&c.UploadTimeout, DefaultUploadTimeout)
 	if c.TokenOrigins == nil {
 		c.TokenOrigins = c.AllowedOrigins
+	}
+}
+
+// orDefault sets a zero or negative setting to its default.
+func orDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 

@@ -22,20 +22,24 @@ const (
 	DefaultStreamsPerConv   = 50
 	// Corporate proxies, dlsse's first users, put thousands of people
 	// behind one address: per-address defaults are generous.
-	DefaultStreamsPerIP       = 1000
-	DefaultMaxStreams         = 50_000
-	DefaultRequestsPerIP      = 200 // per second
-	DefaultForwardTimeout     = 60 * time.Second
-	DefaultUploadTimeout      = 10 * time.Minute
-	DefaultTokensPerIPPerMin  = 10
+	DefaultStreamsPerIP      = 1000
+	DefaultMaxStreams        = 50_000
+	DefaultRequestsPerIP     = 200 // per second
+	DefaultForwardTimeout    = 60 * time.Second
+	DefaultUploadTimeout     = 10 * time.Minute
+	DefaultTokensPerIPPerMin = 10
+)
+
+const (
 	codeThrottled             = "Throttled"
 	streamLimitRetryAfter     = 5 * time.Second
 	requestLimitRetryAfter    = time.Second
 	tokenServerRetryAfter     = time.Minute
 	maxActivityBytesPerRune   = 4 // UTF-8: a character takes at most 4 bytes
-	rateStorePruneEverySets   = 1024
-	rateStoreMaxKeysPerPrune  = 100_000
 	streamAdmissionRefusalMsg = "too many open streams"
+	// rateStorePruneEvery: expired keys are dropped every this many sets,
+	// so the store stays as large as one window's distinct addresses.
+	rateStorePruneEvery = 1024
 )
 
 // admission counts open streams per conversation, per client IP and in
@@ -153,7 +157,7 @@ func (s *rateStore) Set(key string, val []byte, exp time.Duration) error {
 		e.exp = time.Now().Add(exp)
 	}
 	s.data[key] = e
-	if s.sets++; s.sets%rateStorePruneEverySets == 0 || len(s.data) > rateStoreMaxKeysPerPrune {
+	if s.sets++; s.sets%rateStorePruneEvery == 0 {
 		now := time.Now()
 		for k, v := range s.data {
 			if !v.exp.IsZero() && now.After(v.exp) {

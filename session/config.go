@@ -65,28 +65,26 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.ReplayBuffer <= 0 {
-		c.ReplayBuffer = DefaultReplayBuffer
-	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&c.IdleGrace, DefaultIdleGrace)
-	def(&c.StreamURLWindow, DefaultStreamURLWindow)
-	def(&c.VerifyTTL, DefaultVerifyTTL)
-	def(&c.BackoffBase, DefaultBackoffBase)
-	def(&c.BackoffMax, DefaultBackoffMax)
-	def(&c.StableAfter, DefaultStableAfter)
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = DefaultMaxBatch
-	}
+	orDefault(&c.ReplayBuffer, DefaultReplayBuffer)
+	orDefault(&c.MaxBatch, DefaultMaxBatch)
+	orDefault(&c.IdleGrace, DefaultIdleGrace)
+	orDefault(&c.StreamURLWindow, DefaultStreamURLWindow)
+	orDefault(&c.VerifyTTL, DefaultVerifyTTL)
+	orDefault(&c.BackoffBase, DefaultBackoffBase)
+	orDefault(&c.BackoffMax, DefaultBackoffMax)
+	orDefault(&c.StableAfter, DefaultStableAfter)
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
 	if c.RefreshMargin <= 0 || c.RefreshMargin >= 1 {
 		c.RefreshMargin = 0.5
+	}
+}
+
+// orDefault sets a zero or negative setting to its default.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
 }
 
