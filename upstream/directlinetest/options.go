@@ -1,6 +1,9 @@
 package directlinetest
 
-import "time"
+import (
+	"net"
+	"time"
+)
 
 // DefaultSecret is the Direct Line secret a Server accepts unless WithSecret
 // says otherwise. It is not a credential of any real service.
@@ -22,6 +25,7 @@ type config struct {
 	keepalive       time.Duration
 	bot             Bot
 	logf            func(format string, args ...any)
+	listener        net.Listener
 }
 
 func defaultConfig() config {
@@ -84,4 +88,12 @@ func WithLogf(logf func(format string, args ...any)) Option {
 			c.logf = logf
 		}
 	}
+}
+
+// WithListener makes the Server serve on l instead of a new listener on
+// 127.0.0.1:0, for a fake that must keep a known address (cmd/directline-fake
+// -listen). The Server owns l and closes it with Close. URL is derived from
+// l's address, so l should be bound to a concrete IP, not a wildcard.
+func WithListener(l net.Listener) Option {
+	return func(c *config) { c.listener = l }
 }

@@ -73,6 +73,10 @@ func NewServer(opts ...Option) *Server {
 	// The URLs are known before the first request can arrive, because
 	// handlers read them.
 	s.ts = httptest.NewUnstartedServer(s.routes())
+	if cfg.listener != nil {
+		s.ts.Listener.Close()
+		s.ts.Listener = cfg.listener
+	}
 	addr := s.ts.Listener.Addr().String()
 	s.URL = "http://" + addr
 	s.wsBase = "ws://" + addr
