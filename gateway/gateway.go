@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -108,8 +109,13 @@ type Config struct {
 	DrainDelay time.Duration
 
 	// DemoPages serves the plain demo page at / (and its script at
-	// /app.js). Off: those paths are Direct Line-shaped 404s.
+	// /app.js) and the Web Chat page at /webchat. Off: those paths are
+	// Direct Line-shaped 404s.
 	DemoPages bool
+	// WebChatBundle is the path of botframework-webchat's dist/webchat.js
+	// that /webchat serves (scripts/fetch-webchat puts it at the
+	// default). Read once by New; missing, the page says how to get it.
+	WebChatBundle string
 }
 
 // Observer is told about SSE streams, for metrics.
@@ -172,12 +178,25 @@ type Gateway struct {
 	// hijacked connections.
 	stopCtx context.Context
 	stop    context.CancelFunc
+
+	webchat *staticFile // nil: no Web Chat bundle to serve
 }
 
-// New builds a Gateway over an upstream client and a session manager.
-func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
+// New builds a Gateway over an upstream client and a session manager. It
+// fails only when a configured file exists but cannot be read.
+func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, error) {
 	cfg.setDefaults()
 	g := &Gateway{cfg: cfg, up: up, sessions: sessions, lg: cfg.Logger}
+	if cfg.DemoPages {
+		wc, err := loadStaticFile(cfg.WebChatBundle)
+		if err != nil {
+			return nil, fmt.Errorf("web chat bundle: %w", err)
+		}
+		if wc == nil && cfg.WebChatBundle != "" {
+			g.lg.Warn().Str("path", cfg.WebChatBundle).Msg("Web Chat bundle not found: /webchat will say so; run ./scripts/fetch-webchat")
+		}
+		g.webchat = wc
+	}
 	g.streams.init()
 	g.admit = newAdmission(&g.cfg)
 	g.stopCtx, g.stop = context.WithCancel(context.Background())
@@ -211,7 +230,7 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) *Gateway {
 	}
 	srv.MaxConnsPerIP = cfg.MaxConnsPerIP
 	g.routes()
-	return g
+	return g, nil
 }
 
 // isUpload reports whether a request URI is an upload route.
@@ -233,6 +252,9 @@ func (g *Gateway) routes() {
 	if g.cfg.DemoPages {
 		g.app.Get("/", g.indexPage)
 		g.app.Get("/app.js", g.appScript)
+		g.app.Get("/webchat", g.webchatPage)
+		g.app.Get("/webchat/app.js", g.webchatScript)
+		g.app.Get("/webchat/webchat.js", g.webchatBundle)
 	}
 	if g.cfg.Metrics != nil {
 		g.app.Get("/metrics", adaptor.HTTPHandler(g.cfg.Metrics))

@@ -78,7 +78,10 @@ func newHarnessWithFake(t *testing.T, fake *directlinetest.Server, opts harnessO
 	if opts.gateway.MaxStreamsPerIP == 0 {
 		opts.gateway.MaxStreamsPerIP = 1_000_000
 	}
-	h.gw = gateway.New(opts.gateway, up, h.mgr)
+	h.gw, err = gateway.New(opts.gateway, up, h.mgr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -67,7 +67,8 @@ type Config struct {
 	BreakerOpen          time.Duration `koanf:"breaker_open"`
 	ReadyIgnoresUpstream bool          `koanf:"ready_ignores_upstream"`
 
-	DemoPages bool `koanf:"demo_pages"`
+	DemoPages     bool   `koanf:"demo_pages"`
+	WebChatBundle string `koanf:"webchat_bundle"`
 }
 
 // defaults is the configuration before any source is read.
@@ -103,6 +104,7 @@ func defaults() Config {
 		TokensPerIPPerMinute:      gateway.DefaultTokensPerIPPerMin,
 		BreakerFailures:           upstream.DefaultBreakerFailures,
 		BreakerOpen:               upstream.DefaultBreakerOpen,
+		WebChatBundle:             "third_party/botframework-webchat/webchat.js",
 	}
 }
 
@@ -147,7 +149,8 @@ var flagUsage = map[string]string{
 	"breaker_failures":             "consecutive Direct Line failures (5xx, 408, timeouts, network) that open the circuit breaker",
 	"breaker_open":                 "how long the breaker stays open before it lets one probe through",
 	"ready_ignores_upstream":       "keep /readyz at 200 while the breaker is open (default: not ready)",
-	"demo_pages":                   "serve the plain demo page at / (needs token-server mode to chat; -demo turns it on)",
+	"demo_pages":                   "serve the demo pages, / (plain) and /webchat (Web Chat) (need token-server mode to chat; -demo turns them on)",
+	"webchat_bundle":               "path of botframework-webchat's webchat.js served at /webchat/webchat.js (./scripts/fetch-webchat puts it at the default)",
 }
 
 // loadConfig reads defaults, then the YAML file (if any), then DLSSE_*

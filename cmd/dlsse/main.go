@@ -100,7 +100,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		Logger:       lg,
 		Observer:     m,
 	})
-	gw := gateway.New(gateway.Config{
+	gw, err := gateway.New(gateway.Config{
 		PublicURL:       cfg.PublicURL,
 		Heartbeat:       cfg.Heartbeat,
 		Retry:           cfg.Retry,
@@ -113,6 +113,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
 		DrainDelay:           cfg.ShutdownDrain,
 		DemoPages:            cfg.DemoPages,
+		WebChatBundle:        cfg.WebChatBundle,
 
 		ReadTimeout:               cfg.ReadTimeout,
 		MaxActivityChars:          cfg.MaxActivityChars,
@@ -131,6 +132,9 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		TokenOrigins:              cfg.TokenOrigins,
 		TokensPerIPPerMinute:      cfg.TokensPerIPPerMinute,
 	}, up, sessions)
+	if err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

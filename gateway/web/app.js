@@ -7,7 +7,7 @@
 // Text from the bot or the user is only ever set with textContent, never
 // parsed as HTML: an activity cannot inject markup into the page.
 
-import { createDirectLine, ConnectionStatus } from '/sdk/dlsse.js';
+import { createDirectLine, fetchToken, ConnectionStatus } from '/sdk/dlsse.js';
 
 const $ = (id) => document.getElementById(id);
 const messages = $('messages');
@@ -74,25 +74,10 @@ function showStatus() {
 
 // -- start -----------------------------------------------------------------
 
-async function getToken() {
-  const res = await fetch('/v3/directline/tokens/generate', { method: 'POST', cache: 'no-store' });
-  if (!res.ok) {
-    let message = `HTTP ${res.status}`;
-    try {
-      const body = await res.json();
-      if (body && body.error) message += `: ${body.error.message}`;
-    } catch { /* not JSON */ }
-    throw new Error(message);
-  }
-  const { token } = await res.json();
-  if (!token) throw new Error('no token in the answer');
-  return token;
-}
-
 async function main() {
   let token;
   try {
-    token = await getToken();
+    token = await fetchToken(location.origin + '/v3/directline');
   } catch (err) {
     status.dataset.state = 'failed';
     status.textContent = 'no token';

@@ -28,6 +28,7 @@ const CLOSED = 2; // EventSource.CLOSED, without needing the global
 const DEDUPE_IDS = 2000; // activity ids remembered to drop repeats
 const STABLE_MS = 30000; // online this long: the backoff starts over
 const POST_TIMEOUT_MS = 20000;
+const UPLOAD_TIMEOUT_MS = 120000; // Web Chat waits 120 s for sends with attachments
 
 // ---------------------------------------------------------------------------
 // A minimal Observable: just what Web Chat calls (see the design doc §1).
@@ -628,29 +629,55 @@ export class DirectLineSSE {
 
   async _post(activity) {
     if (!this.conversationId) throw new Error('dlsse: postActivity before the conversation started');
-    if (activity.type === 'message' && activity.attachments && activity.attachments.length) {
-      throw new Error('dlsse: attachments (upload) are not supported yet');
-    }
     if (this._userId && activity.from && activity.from.id !== this._userId) {
       activity = { ...activity, from: { ...activity.from, id: this._userId } };
     }
     this._inFlight++;
     try {
-      return await this._postWithRetries(activity);
+      if (activity.type === 'message' && activity.attachments && activity.attachments.length) {
+        return await this._postWithRetries(await this._uploadRequest(activity));
+      }
+      return await this._postWithRetries({ path: this._conversationPath('/activities'), body: activity });
     } finally {
       this._inFlight--;
       this._maybeConnecting();
     }
   }
 
-  async _postWithRetries(activity) {
-    const path = `/conversations/${encodeURIComponent(this.conversationId)}/activities`;
+  _conversationPath(suffix) {
+    return `/conversations/${encodeURIComponent(this.conversationId)}${suffix}`;
+  }
+
+  /**
+   * Builds the multipart upload of a message with attachments, the way
+   * DirectLineJS does: one `activity` part (the message without its
+   * attachments) and one `file` part per attachment, read from its
+   * contentUrl (Web Chat's blob: URLs). dlsse streams it to Direct Line.
+   * @returns {Promise<{path: string, body: FormData}>}
+   */
+  async _uploadRequest(activity) {
+    const { attachments, ...message } = activity;
+    const form = new FormData();
+    form.append('activity', new Blob([JSON.stringify(message)], { type: 'application/vnd.microsoft.activity' }));
+    for (const a of attachments) {
+      const res = await this._fetch(a.contentUrl);
+      if (!res.ok) throw new Error(`dlsse: attachment ${a.name || a.contentUrl} could not be read (HTTP ${res.status})`);
+      const blob = await res.blob();
+      form.append('file', a.contentType ? new Blob([blob], { type: a.contentType }) : blob, a.name || 'file');
+    }
+    const user = message.from && message.from.id ? `?userId=${encodeURIComponent(message.from.id)}` : '';
+    return { path: this._conversationPath('/upload') + user, body: form };
+  }
+
+  /** POSTs {path, body} (JSON or multipart) with the retry rules of postActivity. */
+  async _postWithRetries({ path, body }) {
+    const timeout = body instanceof FormData ? UPLOAD_TIMEOUT_MS : POST_TIMEOUT_MS;
     let refreshed = false;
     let waited = false;
     for (;;) {
       let res;
       try {
-        res = await this._request('POST', path, activity, POST_TIMEOUT_MS);
+        res = await this._request('POST', path, body, timeout);
       } catch {
         return 'retry'; // network or timeout: it may have reached the bot; the echo decides
       }
@@ -674,7 +701,9 @@ export class DirectLineSSE {
   async _request(method, path, body, timeoutMs) {
     const headers = { Authorization: `Bearer ${this.token}` };
     const init = { method, headers };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body; // fetch sets multipart/form-data with its boundary
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
@@ -712,6 +741,24 @@ export class DirectLineSSE {
     this._graceTimer = this._stableTimer = this._retryTimer = this._refreshTimer = null;
     this._flushing = false;
   }
+}
+
+/**
+ * Gets a token from a gateway in token-server mode (`directline_secret`
+ * set): `POST {domain}/tokens/generate` without Authorization, allowed for
+ * the page's origin by `token_origins`. A page with its own token service
+ * does not need this.
+ * @param {string} domain e.g. `https://gw.example/v3/directline`
+ * @param {{fetch?: typeof fetch}} [options]
+ * @returns {Promise<string>} the token
+ */
+export async function fetchToken(domain, options = {}) {
+  const f = options.fetch || globalThis.fetch.bind(globalThis);
+  const res = await f(domain.replace(/\/+$/, '') + '/tokens/generate', { method: 'POST', cache: 'no-store' });
+  if (!res.ok) throw new HTTPError(res.status, await errorMessage(res));
+  const { token } = await res.json();
+  if (!token) throw new Error('dlsse: no token in the tokens/generate answer');
+  return token;
 }
 
 /**

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { createDirectLine, DirectLineSSE, ConnectionStatus as S } from './dlsse.js';
+import { createDirectLine, fetchToken, DirectLineSSE, ConnectionStatus as S } from './dlsse.js';
 
 const DOMAIN = 'https://gw.test/v3/directline';
 
@@ -103,7 +103,7 @@ function fakeFetch() {
   const routes = [];
   const fetch = async (url, init = {}) => {
     const method = init.method || 'GET';
-    const path = url.slice(DOMAIN.length);
+    const path = url.startsWith(DOMAIN) ? url.slice(DOMAIN.length) : url;
     calls.push({ url, path, method, init });
     for (let i = routes.length - 1; i >= 0; i--) {
       const [m, re, handler] = routes[i];
@@ -454,4 +454,49 @@ test('rejoining a given conversation reconnects with GET and resumes from lastEv
   assert.equal(net.calls[0].init.body, undefined);
   assert.deepEqual(net.calls[0].init.headers, { Authorization: 'Bearer gen-token' });
   assert.equal(ES.last.url, DOMAIN + '/conversations/c9/stream?t=tok9&lastEventId=7~q');
+});
+
+test('a message with attachments is uploaded as multipart: the activity part, then one file part each', async () => {
+  const { dl, net } = await online({ userId: 'u1' });
+  net.on('GET', /^blob:/, ({ url }) => ({ ok: true, status: 200, blob: async () => new Blob([`bytes of ${url}`]) }));
+  net.on('POST', /^\/conversations\/c1\/upload/, () => response(200, { id: 'c1|0002' }));
+  const id = await new Promise((resolve, reject) => dl.postActivity({
+    type: 'message', text: 'see attached', from: { id: 'u1' },
+    attachments: [
+      { contentType: 'image/png', contentUrl: 'blob:https://gw.test/one', name: 'one.png' },
+      { contentUrl: 'blob:https://gw.test/two', name: 'two.txt' },
+    ],
+  }).subscribe(resolve, reject));
+  assert.equal(id, 'c1|0002');
+
+  const call = net.calls.at(-1);
+  assert.equal(call.url, DOMAIN + '/conversations/c1/upload?userId=u1');
+  assert.deepEqual(call.init.headers, { Authorization: 'Bearer tok1' }, 'fetch sets the multipart Content-Type');
+  const form = call.init.body;
+  assert.ok(form instanceof FormData);
+  const activity = form.get('activity');
+  assert.equal(activity.type, 'application/vnd.microsoft.activity');
+  assert.deepEqual(JSON.parse(await activity.text()), { type: 'message', text: 'see attached', from: { id: 'u1' } });
+  const files = form.getAll('file');
+  assert.deepEqual(files.map((f) => f.name), ['one.png', 'two.txt']);
+  assert.equal(files[0].type, 'image/png');
+  assert.equal(await files[1].text(), 'bytes of blob:https://gw.test/two');
+
+  // An attachment that cannot be read fails the send, with nothing posted.
+  const before = net.calls.length;
+  net.on('GET', /^blob:/, () => ({ ok: false, status: 404 }));
+  await assert.rejects(new Promise((resolve, reject) => dl.postActivity({
+    type: 'message', attachments: [{ contentUrl: 'blob:https://gw.test/gone', name: 'gone' }],
+  }).subscribe(resolve, reject)), /gone could not be read/);
+  assert.equal(net.calls.slice(before).filter((c) => c.method === 'POST').length, 0);
+});
+
+test('fetchToken: POST tokens/generate without Authorization; errors carry the status', async () => {
+  const net = fakeFetch();
+  net.on('POST', /^\/tokens\/generate$/, () => response(200, { token: 'gen', conversationId: 'c9' }));
+  assert.equal(await fetchToken(DOMAIN + '/', { fetch: net.fetch }), 'gen');
+  assert.equal(net.calls[0].url, DOMAIN + '/tokens/generate');
+  assert.equal(net.calls[0].init.headers, undefined);
+  net.on('POST', /^\/tokens\/generate$/, () => response(403, { error: { code: 'Forbidden', message: 'origin not allowed' } }));
+  await assert.rejects(fetchToken(DOMAIN, { fetch: net.fetch }), (err) => err.status === 403 && /origin not allowed/.test(err.message));
 });

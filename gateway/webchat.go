@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// The Web Chat demo page (/webchat): Microsoft's botframework-webchat bundle
+// rendered with dlsse's directLine adapter. The bundle is not part of the
+// binary or the repository (3.9 MB, fetched and pinned by
+// scripts/fetch-webchat); it is read from Config.WebChatBundle at start and
+// served from memory, so the page needs no CDN.
+var (
+	//go:embed web/webchat.html
+	webchatHTML []byte
+	//go:embed web/webchat-app.js
+	webchatAppJS []byte
+)
+
+// webchatCSP is pageCSP widened for what Web Chat does: it injects <style>
+// elements (emotion) and shows images and files from blob: and data: URLs.
+const webchatCSP = "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:"
+
+// staticFile is a file served from memory, with its gzip form and an ETag
+// computed once.
+type staticFile struct {
+	body, gz []byte
+	etag     string
+}
+
+// loadStaticFile reads path and compresses it once. A missing file is not
+// an error (nil, nil): the page then explains how to get it.
+func loadStaticFile(path string) (*staticFile, error) {
+	if path == "" {
+		return nil, nil
+	}
+	body, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(body)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	return &staticFile{body: body, gz: buf.Bytes(), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}, nil
+}
+
+// send answers with the file: 304 for a matching If-None-Match, gzip when
+// the client takes it. The path is not versioned, so browsers revalidate
+// (no-cache) and a new bundle reaches them at once.
+func (f *staticFile) send(c *fiber.Ctx, contentType string) error {
+	c.Set(fiber.HeaderETag, f.etag)
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set(fiber.HeaderVary, fiber.HeaderAcceptEncoding)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	if c.Get(fiber.HeaderIfNoneMatch) == f.etag {
+		return c.SendStatus(fiber.StatusNotModified)
+	}
+	c.Set(fiber.HeaderContentType, contentType)
+	if c.Context().Request.Header.HasAcceptEncoding("gzip") {
+		c.Set(fiber.HeaderContentEncoding, "gzip")
+		return c.Send(f.gz)
+	}
+	return c.Send(f.body)
+}
+
+// webchatPage answers GET /webchat. It is served even without the bundle:
+// its script then says how to install it.
+func (g *Gateway) webchatPage(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
+	c.Set(fiber.HeaderContentSecurityPolicy, webchatCSP)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(webchatHTML)
+}
+
+// webchatScript answers GET /webchat/app.js, the page's own module.
+func (g *Gateway) webchatScript(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(webchatAppJS)
+}
+
+// webchatBundle answers GET /webchat/webchat.js from memory, or a
+// Direct Line-shaped 404 naming the fix when the bundle is not installed.
+func (g *Gateway) webchatBundle(c *fiber.Ctx) error {
+	if g.webchat == nil {
+		return newError(fiber.StatusNotFound, codeNotFound,
+			fmt.Sprintf("Web Chat bundle not installed at %q: run ./scripts/fetch-webchat", g.cfg.WebChatBundle))
+	}
+	return g.webchat.send(c, "text/javascript; charset=utf-8")
+}
