@@ -18,6 +18,15 @@ type Subscriber struct {
 	statusVer  uint64
 	last       Cursor // where this subscriber stands, for a catch-up
 
+	// Next's state while the log calls take: fields, not locals, so that
+	// no closure has to capture them. read is take bound once, here: a
+	// closure made in each Next call would escape through the Log
+	// interface, and with the variables it captures cost allocations per
+	// batch, per subscriber.
+	read      func(*Entry) bool
+	batch     []byte // the batch being filled; nil outside Next
+	delivered int    // activities appended to batch
+
 	// Catch-up state, when the log could not serve the cursor.
 	pending []pendingEvent      // fetched from Direct Line, not yet written
 	skip    map[uint64]struct{} // ids already delivered from a fetch
@@ -44,6 +53,7 @@ var _ sse.Feed = (*Subscriber)(nil)
 
 func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
 	sub := &Subscriber{s: s, wakeC: make(chan struct{}, 1)}
+	sub.read = sub.take
 	head, here := s.log.Position()
 	sub.attachHead = head
 	sub.last = here
@@ -126,26 +136,10 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		}
 		sub.pos, sub.joining = seq, false
 	}
-	next, fellOff := sub.s.log.Read(sub.pos, func(e *Entry) bool {
-		if len(dst) >= max {
-			return false
-		}
-		if sub.skip != nil && e.Durable {
-			if _, done := sub.skip[e.Hash]; done {
-				delete(sub.skip, e.Hash)
-				return true
-			}
-		}
-		if !e.Durable && e.Seq < sub.attachHead {
-			return true // typing from before we came: history, not news
-		}
-		dst = append(dst, e.Event...)
-		delivered++
-		if e.Durable {
-			sub.last = e.Cursor()
-		}
-		return true
-	})
+	sub.batch, sub.delivered = dst, 0
+	next, fellOff := sub.s.log.Read(sub.pos, sub.read)
+	dst, delivered = sub.batch, delivered+sub.delivered
+	sub.batch = nil // the buffer is the caller's (pooled): do not pin it
 	if fellOff {
 		sub.s.m.cfg.Observer.Replay(false)
 		// The log moved past us: catch up from Direct Line on the next
@@ -162,6 +156,30 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		return dst, "" // a full batch: the stream loop asks again at once
 	}
 	return dst, sub.endIfOver(&dst)
+}
+
+// take is what Next gives the log to read with: it appends one entry to
+// sub.batch unless the batch is full, skips what the subscriber must not
+// get, and moves the subscriber's cursor. It returns false to stop.
+func (sub *Subscriber) take(e *Entry) bool {
+	if len(sub.batch) >= sub.s.m.cfg.MaxBatch {
+		return false
+	}
+	if sub.skip != nil && e.Durable {
+		if _, done := sub.skip[e.Hash]; done {
+			delete(sub.skip, e.Hash)
+			return true
+		}
+	}
+	if !e.Durable && e.Seq < sub.attachHead {
+		return true // typing from before we came: history, not news
+	}
+	sub.batch = append(sub.batch, e.Event...)
+	sub.delivered++
+	if e.Durable {
+		sub.last = e.Cursor()
+	}
+	return true
 }
 
 // appendStatus writes the session's status if it changed since this

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"bufio"
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -105,4 +106,12 @@ func FuzzEventFraming(f *testing.F) {
 			t.Fatalf("data %q came back %q", wantData, ev.data)
 		}
 	})
+}
+
+func TestLineEnd(t *testing.T) {
+	for _, s := range []string{"", "a", "\n", "\r", "\r\n", "\n\r", "ab\ncd\ref", "ab\rcd\nef", strings.Repeat("x", 100) + "\r", strings.Repeat("y", 70) + "\n\r"} {
+		if got, want := lineEnd([]byte(s)), bytes.IndexAny([]byte(s), "\r\n"); got != want {
+			t.Errorf("lineEnd(%q) = %d, want %d", s, got, want)
+		}
+	}
 }

@@ -70,6 +70,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // maxPooledBuffer keeps a single huge batch from pinning its buffer forever.
 const maxPooledBuffer = 256 << 10
 
+// pingComment is the heartbeat, encoded once: every idle stream writes it
+// every Heartbeat, and writers do not modify what they are given.
+var pingComment = AppendComment(nil, "ping")
+
 // Serve writes the retry hint, then everything feed supplies, until the
 // client goes away, feed ends the stream, or ctx is done. It returns why the
 // stream ended. It never closes w.
@@ -124,7 +128,7 @@ func Serve(ctx context.Context, w Writer, feed Feed, opt Options) Reason {
 			return ReasonShutdown
 		case <-feed.Ready():
 		case <-heartbeat:
-			if err := s.write(AppendComment(nil, "ping")); err != "" {
+			if err := s.write(pingComment); err != "" {
 				return err
 			}
 			timer.Reset(opt.Heartbeat)

@@ -1,0 +1,74 @@
+package sse
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// benchActivity returns a compact Direct Line message activity of about
+// size bytes (never less than the bare activity): what the session hands
+// the encoder, one line of JSON.
+func benchActivity(size int) []byte {
+	act := map[string]any{
+		"type":         "message",
+		"id":           "Fk2b1rHfCEX8PqEHH3dyCo-eu|0000042",
+		"timestamp":    "2024-05-14T09:21:37.4521234Z",
+		"channelId":    "directline",
+		"from":         map[string]string{"id": "contoso-bot", "name": "Contoso Bot"},
+		"conversation": map[string]string{"id": "Fk2b1rHfCEX8PqEHH3dyCo-eu"},
+		"replyToId":    "Fk2b1rHfCEX8PqEHH3dyCo-eu|0000041",
+		"text":         "",
+	}
+	bare, _ := json.Marshal(act)
+	act["text"] = strings.Repeat("Your order has shipped. ", max(size-len(bare), 0)/24+1)[:max(size-len(bare), 0)]
+	b, _ := json.Marshal(act)
+	return b
+}
+
+// benchSizes are the activity sizes the encoder benchmarks use: a short
+// chat message and one with a card-sized payload.
+var benchSizes = []int{300, 4 << 10}
+
+const benchCursor = "37~uQNjJoXHRBk"
+
+// BenchmarkNewEvent is the cost of encoding one activity once, into its
+// own shared slice (what the session does per activity).
+func BenchmarkNewEvent(b *testing.B) {
+	for _, size := range benchSizes {
+		data := benchActivity(size)
+		b.Run(fmt.Sprintf("bytes=%d", len(data)), func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = NewEvent(benchCursor, "activity", data)
+			}
+		})
+	}
+}
+
+// BenchmarkAppendEvent is the encoding alone, into a reused buffer: it
+// must not allocate.
+func BenchmarkAppendEvent(b *testing.B) {
+	for _, size := range benchSizes {
+		data := benchActivity(size)
+		b.Run(fmt.Sprintf("bytes=%d", len(data)), func(b *testing.B) {
+			dst := make([]byte, 0, 2*len(data))
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				dst = AppendEvent(dst[:0], benchCursor, "activity", data)
+			}
+		})
+	}
+}
+
+func TestBenchActivitySizes(t *testing.T) {
+	for _, size := range benchSizes {
+		data := benchActivity(size)
+		if len(data) != size || !json.Valid(data) {
+			t.Errorf("benchActivity(%d): %d bytes, valid %v", size, len(data), json.Valid(data))
+		}
+	}
+}
