@@ -27,8 +27,9 @@ var (
 )
 
 // webchatCSP is pageCSP widened for what Web Chat does: it injects <style>
-// elements (emotion) and shows images and files from blob: and data: URLs.
-const webchatCSP = "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:"
+// elements (emotion), shows images and files from blob: and data: URLs, and
+// the adapter reads attachments from their blob: URLs (fetch) to upload them.
+const webchatCSP = "default-src 'self'; connect-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:"
 
 // staticFile is a file served from memory, with its gzip form and an ETag
 // computed once.

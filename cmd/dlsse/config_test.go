@@ -80,6 +80,7 @@ func TestConfigDefaults(t *testing.T) {
 		UploadTimeout:             10 * time.Minute,
 		ReadTimeout:               30 * time.Second,
 		TokensPerIPPerMinute:      10,
+		WebChatBundle:             "third_party/botframework-webchat/webchat.js",
 	}
 	if !reflect.DeepEqual(normalized(cfg), normalized(want)) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"testing"
 )
@@ -100,5 +102,64 @@ func TestUploadRequiresUserID(t *testing.T) {
 	mustStatus(t, "upload without userId", r, http.StatusBadRequest, "BadArgument")
 	if st := s.Stats(); st.Uploads != 0 || st.UploadBytes != 0 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestUploadMultipartKeepsTheActivity: DirectLineJS's shape, an "activity"
+// part plus file parts, becomes that activity (its channelData included,
+// which is how Web Chat matches the echo to its send) with one attachment
+// per file, from the userId of the query.
+func TestUploadMultipartKeepsTheActivity(t *testing.T) {
+	s := newTestServer(t)
+	convID, tok, url := start(t, s)
+	ws := dial(t, url)
+
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	ah := textproto.MIMEHeader{}
+	ah.Set("Content-Disposition", `form-data; name="activity"`)
+	ah.Set("Content-Type", "application/vnd.microsoft.activity")
+	ap, _ := mw.CreatePart(ah)
+	ap.Write([]byte(`{"type":"message","text":"two files","from":{"id":"spoofed"},"channelData":{"clientActivityID":"c-1"}}`))
+	for _, f := range []struct{ name, ctype, data string }{{"a.png", "image/png", "PNGDATA"}, {"b.txt", "text/plain", "hello"}} {
+		fh := textproto.MIMEHeader{}
+		fh.Set("Content-Disposition", `form-data; name="file"; filename="`+f.name+`"`)
+		fh.Set("Content-Type", f.ctype)
+		fp, _ := mw.CreatePart(fh)
+		fp.Write([]byte(f.data))
+	}
+	mw.Close()
+	req, _ := http.NewRequestWithContext(testCtx(t), "POST", s.URL+basePath+"/conversations/"+convID+"/upload?userId=user1", &body)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	r := do(t, s, req)
+	mustStatus(t, "multipart upload", r, http.StatusOK, "")
+
+	a := readSet(t, ws).Activities[0]
+	if a["text"] != "two files" || field(a, "from", "id") != "user1" || field(a, "channelData", "clientActivityID") != "c-1" {
+		t.Fatalf("activity %v", a)
+	}
+	att, _ := a["attachments"].([]any)
+	if len(att) != 2 || att[0].(map[string]any)["name"] != "a.png" || att[0].(map[string]any)["contentType"] != "image/png" ||
+		att[1].(map[string]any)["name"] != "b.txt" {
+		t.Fatalf("attachments %v", att)
+	}
+	if st := s.Stats(); st.Uploads != 1 || st.UploadBytes != int64(len("PNGDATA")+len("hello")) {
+		t.Errorf("stats %+v", st)
+	}
+
+	// An activity part that is not JSON is refused, and nothing is stored.
+	stored := len(s.History(convID)) // the upload and the bot's echo of its text
+	body.Reset()
+	mw = multipart.NewWriter(&body)
+	ap, _ = mw.CreateFormField("activity")
+	ap.Write([]byte("not json"))
+	mw.Close()
+	req, _ = http.NewRequestWithContext(testCtx(t), "POST", s.URL+basePath+"/conversations/"+convID+"/upload?userId=user1", &body)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	mustStatus(t, "bad activity part", do(t, s, req), http.StatusBadRequest, "BadArgument")
+	if n := len(s.History(convID)); n != stored {
+		t.Errorf("history has %d activities, want %d", n, stored)
 	}
 }
