@@ -202,6 +202,23 @@ test('3. Web Chat chats through squid and nginx, with no send failure', async ()
     assert.equal(after.UploadBytes - before.UploadBytes, 5000, 'with every byte of the file');
     await page.getByText('note.txt').first().waitFor();
 
+    // A short upstream drop is hidden from Web Chat (the adapter's grace):
+    // no reconnect cycle, which would cancel sends in flight, and the bot's
+    // messages around the drop arrive once each.
+    const conv = await page.evaluate(() => window.__dlsse.conversationId);
+    const around = Array.from({ length: 20 }, (_, i) => `around the drop ${i + 1}`);
+    await h.control('POST', `/conversations/${conv}/messages`, { texts: around.slice(0, 10) });
+    assert.equal((await h.control('POST', `/sockets/drop?conversation=${conv}`)).sockets, 1);
+    await h.control('POST', `/conversations/${conv}/messages`, { texts: around.slice(10) });
+    await page.waitForFunction((n) => window.__webchat.actions.filter((a) => a.type === 'DIRECT_LINE/INCOMING_ACTIVITY' &&
+      typeof a.text === 'string' && a.text.startsWith('around the drop ')).length >= n, around.length);
+    const seen = await page.evaluate(() => window.__webchat.actions
+      .filter((a) => a.type === 'DIRECT_LINE/INCOMING_ACTIVITY' && typeof a.text === 'string' && a.text.startsWith('around the drop '))
+      .map((a) => a.text));
+    assert.deepEqual(seen, around, 'each message once, in order');
+    const reconnects = await page.evaluate(() => window.__webchat.actions.filter((a) => a.type === 'DIRECT_LINE/RECONNECT_PENDING').length);
+    assert.equal(reconnects, 0, 'Web Chat never saw the short outage');
+
     // Web Chat's own connectivity notice settles a moment after the echo.
     await page.getByText('Connecting…', { exact: true }).waitFor({ state: 'detached' });
     await page.screenshot({ path: join(shots, 'webchat.png') });
