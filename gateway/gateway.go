@@ -229,6 +229,9 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		return fasthttp.RequestConfig{}
 	}
 	srv.MaxConnsPerIP = cfg.MaxConnsPerIP
+	// Streams outlive their hijack handler (stream.go), so fasthttp must
+	// not close a hijacked connection when the handler returns.
+	srv.KeepHijackedConns = true
 	g.routes()
 	return g, nil
 }

@@ -78,24 +78,46 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 	}
 	req.headers = middlewareHeaders(c)
 	c.Context().HijackSetNoResponse(true)
-	c.Context().Hijack(func(conn net.Conn) {
+	c.Context().Hijack(func(hijacked net.Conn) {
+		// fasthttp holds the request's context and its read buffer
+		// (max_header_bytes) until a hijack handler returns: kept for
+		// the life of a stream, that is most of a stream's memory. So
+		// the stream moves to a goroutine of its own, on the raw
+		// connection, and this handler returns at once; the server
+		// runs with KeepHijackedConns, so the connection is ours to
+		// close. (A stream request has no body: nothing is left unread
+		// in the buffer given back.)
+		conn := rawConn(hijacked)
 		if !g.streams.add() {
 			// Shutting down: a 200 that ends at once, with a
 			// jittered retry hint, sends the browser to another
 			// replica; a 503 would make EventSource give up.
 			g.refuseStream(conn, req.headers, session.ErrClosed, g.lg)
+			conn.Close()
 			return
 		}
-		defer g.streams.done()
-		release, refused := g.admit.admit(req.conversationID, req.remote)
-		if refused != nil {
-			writeErrorResponse(conn, req.headers, refused)
-			return
-		}
-		defer release()
-		g.serveStream(conn, req)
+		go func() {
+			defer g.streams.done()
+			defer conn.Close()
+			release, refused := g.admit.admit(req.conversationID, req.remote)
+			if refused != nil {
+				writeErrorResponse(conn, req.headers, refused)
+				return
+			}
+			defer release()
+			g.serveStream(conn, req)
+		}()
 	})
 	return nil
+}
+
+// rawConn unwraps fasthttp's hijacked connection, whose reads go through a
+// buffer fasthttp takes back when the hijack handler returns.
+func rawConn(c net.Conn) net.Conn {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		return u.UnsafeConn()
+	}
+	return c
 }
 
 // parseStreamRequest reads the conversation, the credential (Bearer header
