@@ -17,7 +17,9 @@ import (
 // Routes (bodies and answers are JSON; errors are Direct Line-shaped):
 //
 //	POST /conversations                       create and start one: {"conversationId","token"}
-//	POST /conversations/{id}/messages         bot messages: {"texts":[…]} or {"count":N,"prefix":"p"}; "set":true sends one ActivitySet
+//	POST /conversations/bulk                  {"count":N}: create and start N: {"conversations":[{"conversationId","token"},…]}
+//	POST /conversations/{id}/messages         bot messages: {"texts":[…]} or {"count":N,"prefix":"p"}; "set":true sends one ActivitySet;
+//	                                          "stamp":true stamps each for benchmarks (PushStamped)
 //	POST /conversations/{id}/typing           a typing activity (live sockets only)
 //	GET  /conversations/{id}/history          the durable activities, oldest first
 //	POST /sockets/drop?conversation=ID        drop the socket (no conversation: every socket): {"sockets":N}
@@ -28,6 +30,9 @@ import (
 //	POST /dial-failures                       {"n","status"}: FailNextDials
 //	POST /latency                             {"ms"}: SetLatency
 //	GET  /stats                               the counters (Stats)
+//	POST /load                                start a bot load (LoadConfig as {"conversations","interval":"10s","rounds","prefix"}): its LoadStatus; 409 while one runs
+//	GET  /load?wait=true                      the last load's LoadStatus; with wait, once it has ended
+//	POST /load/stop                           stop the last load: its final LoadStatus
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /conversations", func(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +96,10 @@ func (s *Server) ControlHandler() http.Handler {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
 	})
+	mux.HandleFunc("POST /conversations/bulk", s.controlBulkConversations)
+	mux.HandleFunc("POST /load", s.controlStartLoad)
+	mux.HandleFunc("GET /load", s.controlLoadStatus)
+	mux.HandleFunc("POST /load/stop", s.controlStopLoad)
 	return mux
 }
 
@@ -106,6 +115,7 @@ func (s *Server) controlMessages(w http.ResponseWriter, r *http.Request) {
 		Count  int      `json:"count"`
 		Prefix string   `json:"prefix"`
 		Set    bool     `json:"set"`
+		Stamp  bool     `json:"stamp"`
 	}
 	if !controlDecode(w, r, &req) {
 		return
@@ -118,13 +128,7 @@ func (s *Server) controlMessages(w http.ResponseWriter, r *http.Request) {
 	for i := 1; i <= req.Count; i++ {
 		texts = append(texts, req.Prefix+strconv.Itoa(i))
 	}
-	id := r.PathValue("id")
-	var err error
-	if req.Set {
-		err = s.PushSet(id, texts...)
-	} else {
-		err = s.Push(id, texts...)
-	}
+	err := s.pushTexts(r.PathValue("id"), texts, req.Set, req.Stamp)
 	controlResult(w, err, map[string]int{"sent": len(texts)})
 }
 

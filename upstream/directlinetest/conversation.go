@@ -51,6 +51,9 @@ func isTyping(a map[string]any) bool {
 // default type and sender, user activities are kept as the client sent them.
 type stampOptions struct {
 	defaultFrom map[string]any
+	// sentAt adds channelData.sentAt (and, to durable activities,
+	// channelData.seq): see PushStamped.
+	sentAt bool
 }
 
 // deliver stores and broadcasts sets of activities on conversation convID,
@@ -108,6 +111,9 @@ func (s *Server) deliver(convID string, sets [][]map[string]any, opt stampOption
 			a["timestamp"] = ts
 			a["channelId"] = "directline"
 			a["conversation"] = map[string]any{"id": convID}
+			if opt.sentAt {
+				stampSentAt(a, durable, seq-1)
+			}
 			raw, err := json.Marshal(a)
 			if err != nil {
 				return nil, fmt.Errorf("directlinetest: encoding activity: %w", err)

@@ -15,7 +15,9 @@
 // replace it with WithBot, push bot activities directly (Push, PushSet,
 // PushTyping), inject faults (FailNext, FailNextDials, DropSockets,
 // CloseSocket, SetLatency, ExpireTokens) and observe the server (Stats,
-// WaitFor, History, SocketsOpen) without sleeping.
+// WaitFor, History, SocketsOpen) without sleeping. Load benchmarks create
+// conversations in bulk (NewConversations) and drive a paced bot load
+// (StartLoad) whose messages carry their send time (PushStamped).
 //
 // A socket is attached to its conversation before the WebSocket handshake
 // answers, so once a client's dial has returned, everything delivered

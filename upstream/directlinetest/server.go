@@ -45,10 +45,20 @@ type Server struct {
 	dialFailN  int
 	dialStatus int
 
+	// ticketPruneAt is the size of tickets at which the next issue
+	// prunes expired ones; guarded by mu.
+	ticketPruneAt int
+
 	// Test hooks, also guarded by mu: called when a REST call starts
 	// waiting out its latency, and when it gives up because its client
 	// went away.
 	testHookLatency, testHookLatencyAbort func()
+
+	// load is the bot load the control API started last (nil: none).
+	// loadMu serialises the control API's load calls; it is taken before
+	// mu, never inside it. Every Load's goroutine is counted in wg.
+	loadMu sync.Mutex
+	load   *Load
 
 	statsMu   sync.Mutex
 	stats     Stats

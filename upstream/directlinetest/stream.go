@@ -21,17 +21,28 @@ type ticket struct {
 // newStreamURLLocked issues a ticket and returns its streamUrl. Expired
 // tickets are pruned here, so the map stays small without a janitor
 // goroutine. s.mu must be held.
+//
+// The prune runs only once the map has doubled since the last one: a
+// prune on every issue would cost O(tickets) per reconnect, quadratic in a
+// reconnect storm of thousands of sockets, all under the Server's lock.
 func (s *Server) newStreamURLLocked(convID string, pos int) string {
 	n := time.Now()
-	for t, tk := range s.tickets {
-		if n.Sub(tk.issued) > s.cfg.streamURLWindow {
-			delete(s.tickets, t)
+	if len(s.tickets) >= s.ticketPruneAt {
+		for t, tk := range s.tickets {
+			if n.Sub(tk.issued) > s.cfg.streamURLWindow {
+				delete(s.tickets, t)
+			}
 		}
+		s.ticketPruneAt = max(minTicketPrune, 2*len(s.tickets))
 	}
 	t := newID()
 	s.tickets[t] = ticket{convID: convID, pos: pos, issued: n}
 	return s.wsBase + basePath + "/conversations/" + url.PathEscape(convID) + "/stream?t=" + url.QueryEscape(t)
 }
+
+// minTicketPrune is the ticket count below which expired tickets are left
+// in place.
+const minTicketPrune = 64
 
 // upgrader accepts any origin: the fake is only reachable on loopback.
 var upgrader = websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}

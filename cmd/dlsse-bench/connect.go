@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"net/url"
+	"time"
+
+	"github.com/dlsse/dlsse/upstream/directlinetest"
+)
+
+// setupTimeout bounds connecting a whole fleet and seeing it online.
+const setupTimeout = 3 * time.Minute
+
+// connectSSE starts one dlsse subscriber per entry of convs (an entry may
+// repeat: fanout subscribes S times to one conversation), spread over the
+// source addresses, and waits until every stream says "online". It
+// returns the fleet (which the caller must close) and how long that took.
+func (b *bench) connectSSE(ctx context.Context, e *env, convs []directlinetest.ConversationCredentials, bufSize int) (*fleet, time.Duration, error) {
+	f := newFleet(ctx, b.opt.concurrency)
+	srcs := sourceAddrs(b.opt.sources)
+	began := time.Now()
+	for i, c := range convs {
+		target := "/v3/directline/conversations/" + url.PathEscape(c.ConversationID) + "/stream?t=" + url.QueryEscape(c.Token)
+		rec := &recorder{}
+		if err := f.add(rec, newSSEClient(rec, srcs[i%len(srcs)], e.dlsse.Addr, target, bufSize)); err != nil {
+			f.close()
+			return nil, 0, err
+		}
+	}
+	err := f.waitAll(ctx, "streams online", setupTimeout, func(r *recorder) bool { return r.online.Load() })
+	took := time.Since(began)
+	if err != nil {
+		f.close()
+		return nil, 0, err
+	}
+	b.logf("%s streams online in %.1f s", count(int64(len(convs))), took.Seconds())
+	return f, took, nil
+}
+
+// connectWS starts one baseline client per conversation, reading the
+// fake's WebSocket directly (a streamUrl from the fake's reconnect call,
+// with the conversation's token), and waits until every socket is open.
+func (b *bench) connectWS(ctx context.Context, e *env, convs []directlinetest.ConversationCredentials) (*fleet, time.Duration, error) {
+	f := newFleet(ctx, b.opt.concurrency)
+	srcs := sourceAddrs(b.opt.sources)
+	began := time.Now()
+	for i, c := range convs {
+		rec := &recorder{}
+		streamURL := func(ctx context.Context) (string, error) { return e.ctl.streamURL(ctx, c) }
+		if err := f.add(rec, newWSClient(rec, srcs[i%len(srcs)], streamURL)); err != nil {
+			f.close()
+			return nil, 0, err
+		}
+	}
+	err := f.waitAll(ctx, "sockets open", setupTimeout, func(r *recorder) bool { return r.online.Load() })
+	took := time.Since(began)
+	if err != nil {
+		f.close()
+		return nil, 0, err
+	}
+	b.logf("%s sockets open in %.1f s", count(int64(len(convs))), took.Seconds())
+	return f, took, nil
+}
+
+// deliveredAll is a wait condition: every client has n distinct stamped
+// activities.
+func deliveredAll(n int64) func(*recorder) bool {
+	return func(r *recorder) bool { return r.distinct.Load() >= n }
+}

@@ -1,0 +1,308 @@
+// Command dlsse-bench is dlsse's load benchmark. It runs the in-repo Direct
+// Line fake (cmd/directline-fake) and dlsse (cmd/dlsse) as separate
+// processes on loopback, plus thousands of its own SSE clients spread over
+// several 127.x source addresses, and measures dlsse from outside: RSS
+// and CPU seconds from /proc/PID, latency from the send time the fake
+// stamps into each activity (channelData.sentAt) to the moment a client
+// has parsed the SSE event, and exactly-once delivery from the position
+// stamped next to it (channelData.seq).
+//
+// Scenarios, each printing one Markdown summary table (or, with -json, one
+// JSON document for all):
+//
+//   - widgets: C conversations × 1 subscriber, a slow trickle of bot
+//     messages: RSS per session, CPU per 1k events, latency.
+//   - baseline: the same clients reading the fake's WebSockets directly, no
+//     dlsse: the latency dlsse adds, and the ratio.
+//   - fanout: 1 conversation × S subscribers, a burst as fast as the fake
+//     sends: events delivered per second, any subscriber dropped as slow.
+//   - storm: C sessions, the fake drops every upstream socket at once: time
+//     until every session delivers again, reconnect calls per session and
+//     their peak rate, activities lost or duplicated.
+//
+// Usage (from the repository; it builds both binaries with go build):
+//
+//	go run ./cmd/dlsse-bench -scenario all
+//
+// docs/benchmarks.md has the results of the last run and what each number
+// means.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dlsse-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line.
+type options struct {
+	scenarios     []string
+	conversations int
+	subscribers   int
+	events        int
+	interval      time.Duration
+	duration      time.Duration
+	sources       int
+	concurrency   int
+	dlsse, fake   string
+	dlsseArgs     []string
+	idle          time.Duration
+	timeout       time.Duration
+	race          bool
+	json          bool
+	keep          bool
+	perf          string
+}
+
+var allScenarios = []string{"widgets", "baseline", "fanout", "storm"}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("dlsse-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	scenario := fs.String("scenario", "all", "widgets, baseline, fanout, storm, all, or a comma-separated list")
+	fs.IntVar(&o.conversations, "conversations", 10_000, "conversations (one subscriber each) in widgets, baseline and storm")
+	fs.IntVar(&o.subscribers, "subscribers", 1_000, "subscribers of the one conversation in fanout")
+	fs.IntVar(&o.events, "events", 1_000, "messages in the fanout burst")
+	fs.DurationVar(&o.interval, "interval", 10*time.Second, "widgets and baseline: each conversation gets one message per interval")
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "widgets and baseline: how long the trickle lasts (rounds = duration / interval)")
+	fs.DurationVar(&o.idle, "idle", 20*time.Second, "widgets: how long dlsse's CPU is measured with C idle sessions (≥ 20s covers every keepalive and heartbeat once)")
+	fs.IntVar(&o.sources, "sources", 16, "loopback source addresses the clients connect from (127.0.0.1 …)")
+	fs.IntVar(&o.concurrency, "connect-concurrency", 256, "client connections being set up at once")
+	fs.StringVar(&o.dlsse, "dlsse", "", "dlsse binary (default: go build ./cmd/dlsse)")
+	fs.StringVar(&o.fake, "fake", "", "directline-fake binary (default: go build ./cmd/directline-fake)")
+	fs.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
+	fs.BoolVar(&o.race, "race", false, "build dlsse and the fake with the race detector")
+	extra := fs.String("dlsse-args", "", "extra dlsse flags, space-separated, after the bench's own (e.g. \"-log-level info -backoff-base 2s\")")
+	fs.BoolVar(&o.json, "json", false, "print one JSON document instead of the tables")
+	fs.StringVar(&o.perf, "perf", "", "record dlsse's CPU with linux perf during each measured phase into this directory")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, process logs)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	o.dlsseArgs = strings.Fields(*extra)
+	if *scenario == "all" {
+		o.scenarios = allScenarios
+	} else {
+		for s := range strings.SplitSeq(*scenario, ",") {
+			if !slices.Contains(allScenarios, s) {
+				return o, fmt.Errorf("unknown scenario %q (want %s or all)", s, strings.Join(allScenarios, ", "))
+			}
+			o.scenarios = append(o.scenarios, s)
+		}
+	}
+	if o.conversations < 1 || o.subscribers < 1 || o.events < 1 || o.sources < 1 || o.sources > 250*250 || o.concurrency < 1 {
+		return o, errors.New("sizes must be positive (and -sources at most 62500)")
+	}
+	if o.interval <= 0 || o.duration < o.interval || o.idle < 0 {
+		return o, errors.New("-interval must be positive and -duration at least one interval")
+	}
+	return o, nil
+}
+
+// rounds is how many messages each widget conversation gets.
+func (o options) rounds() int { return int(o.duration / o.interval) }
+
+// results is everything a run measured; the JSON output.
+type results struct {
+	Machine  machine         `json:"machine"`
+	Widgets  *widgetsReport  `json:"widgets,omitempty"`
+	Baseline *baselineReport `json:"baseline,omitempty"`
+	Fanout   *fanoutReport   `json:"fanout,omitempty"`
+	Storm    *stormReport    `json:"storm,omitempty"`
+}
+
+// run is main without the process globals, for the test.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opt, err := parseOptions(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, opt.timeout)
+	defer cancel()
+	if opt.perf != "" {
+		if err := os.MkdirAll(opt.perf, 0o755); err != nil {
+			return err
+		}
+	}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s  %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, a...))
+	}
+	began := time.Now()
+	b := &bench{opt: opt, logf: logf}
+	b.fdLimit = raiseFileLimit()
+	b.res.Machine = describeMachine(b.fdLimit)
+	logf("file descriptor limit for the bench and its children: %d", b.fdLimit)
+
+	b.dir, err = os.MkdirTemp("", "dlsse-bench-")
+	if err != nil {
+		return err
+	}
+	if opt.keep {
+		logf("binaries and process logs in %s", b.dir)
+	} else {
+		defer os.RemoveAll(b.dir)
+	}
+	b.dlsseBin, b.fakeBin = opt.dlsse, opt.fake
+	if b.dlsseBin == "" || b.fakeBin == "" {
+		logf("building dlsse and directline-fake")
+		dl, fk, err := buildBinaries(ctx, b.dir, opt.race)
+		if err != nil {
+			return err
+		}
+		if b.dlsseBin == "" {
+			b.dlsseBin = dl
+		}
+		if b.fakeBin == "" {
+			b.fakeBin = fk
+		}
+	}
+
+	for _, s := range opt.scenarios {
+		logf("== scenario %s", s)
+		var err error
+		switch s {
+		case "widgets":
+			b.res.Widgets, err = b.widgets(ctx)
+		case "baseline":
+			b.res.Baseline, err = b.baseline(ctx)
+		case "fanout":
+			b.res.Fanout, err = b.fanout(ctx)
+		case "storm":
+			b.res.Storm, err = b.storm(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", s, err)
+		}
+	}
+	b.res.Machine.WallSeconds = time.Since(began).Seconds()
+	logf("done in %.0f s", b.res.Machine.WallSeconds)
+	if opt.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(b.res)
+	}
+	b.printTables(stdout)
+	return nil
+}
+
+// bench is one run: its options, binaries and results so far.
+type bench struct {
+	opt               options
+	logf              func(format string, a ...any)
+	dir               string
+	dlsseBin, fakeBin string
+	fdLimit           uint64
+	res               results
+}
+
+// env is the processes of one scenario.
+type env struct {
+	fake  *fakeProc
+	dlsse *dlsseProc // nil for the baseline
+	ctl   *ctl
+}
+
+// start runs a fresh fake, and dlsse in front of it unless withDlsse is
+// false. Each scenario gets fresh processes, so none measures what an
+// earlier one left behind.
+func (b *bench) start(ctx context.Context, name string, withDlsse bool, streamsPerConversation int) (*env, error) {
+	logDir := b.dir + "/" + name
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	fake, err := startFake(ctx, b.fakeBin, logDir)
+	if err != nil {
+		return nil, err
+	}
+	e := &env{fake: fake, ctl: newCtl(fake)}
+	if withDlsse {
+		e.dlsse, err = startDlsse(ctx, b.dlsseBin, logDir, fake.URL, streamsPerConversation, b.opt.dlsseArgs)
+		if err != nil {
+			e.stop()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// stop ends dlsse, then the fake, and reports what went wrong.
+func (e *env) stop() error {
+	var err error
+	if e.dlsse != nil {
+		err = e.dlsse.stop(20 * time.Second)
+	}
+	e.ctl.close()
+	return errors.Join(err, e.fake.stop(10*time.Second))
+}
+
+// dlssePID is "" when dlsse does not run (the baseline).
+func (e *env) dlssePID() string {
+	if e.dlsse == nil {
+		return ""
+	}
+	return e.dlsse.pid()
+}
+
+// sizeFor caps a number of single-subscriber sessions to what the file
+// descriptor limit lets dlsse hold with reserve to spare, and says so.
+func (b *bench) sizeFor(requested, reserve int) (int, string) {
+	if limit := maxSessions(b.fdLimit, reserve); requested > limit {
+		note := fmt.Sprintf("capped from %s: RLIMIT_NOFILE is %d (no CAP_SYS_RESOURCE to raise it); dlsse holds 2 sockets per session plus %s spare",
+			count(int64(requested)), b.fdLimit, count(int64(reserve)))
+		b.logf("%s", note)
+		return limit, note
+	}
+	return requested, ""
+}
+
+// settle waits d (or until ctx ends): time for the processes to finish
+// what a phase started, before a measurement.
+func settle(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *bench) printTables(w io.Writer) {
+	fmt.Fprintf(w, "\n### dlsse-bench %s\n\n%s\n", strings.Join(b.opt.scenarios, ", "), b.res.Machine)
+	if r := b.res.Widgets; r != nil {
+		r.table().write(w)
+	}
+	if r := b.res.Baseline; r != nil {
+		r.table().write(w)
+	}
+	if r := b.res.Fanout; r != nil {
+		r.table().write(w)
+	}
+	if r := b.res.Storm; r != nil {
+		r.table().write(w)
+	}
+}
