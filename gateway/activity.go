@@ -26,6 +26,7 @@ func (g *Gateway) readActivity(c *fiber.Ctx) ([]byte, error) {
 		return nil, newError(http.StatusBadRequest, codeBadArgument, "could not read the activity")
 	}
 	if int64(len(body)) > limit || utf8.RuneCount(body) > g.cfg.MaxActivityChars {
+		refuseBody(c)
 		return nil, newError(http.StatusRequestEntityTooLarge, codeTooLarge, "activity larger than Direct Line's limit")
 	}
 	trimmed := bytes.TrimSpace(body)

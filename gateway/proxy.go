@@ -76,6 +76,22 @@ func requestBody(c *fiber.Ctx) io.Reader {
 	return bytes.NewReader(c.Body())
 }
 
+// maxDrain bounds what refuseBody reads of a refused body.
+const maxDrain = 4 << 20
+
+// refuseBody prepares the answer to a request refused before its body was
+// read to the end (too large). A client still sending when the connection
+// closes gets a reset, not the answer, since the kernel resets a socket
+// closed with unread data: so the rest of the body is read and dropped
+// first, up to maxDrain (a bigger one may still see the reset), and the
+// connection is closed after the answer.
+func refuseBody(c *fiber.Ctx) {
+	c.Set(fiber.HeaderConnection, "close")
+	if s := c.Context().RequestBodyStream(); s != nil {
+		_, _ = io.CopyN(io.Discard, s, maxDrain)
+	}
+}
+
 // send forwards the current request to Direct Line with body, bounded by
 // timeout, and returns the answer. Its Body cancels the call's context
 // when closed (fasthttp closes it once sent).
@@ -151,6 +167,7 @@ func (g *Gateway) upload(c *fiber.Ctx) error {
 		if resp != nil {
 			resp.Body.Close()
 		}
+		refuseBody(c)
 		return newError(http.StatusRequestEntityTooLarge, codeTooLarge, "upload larger than this gateway accepts")
 	}
 	if err != nil {
