@@ -180,6 +180,8 @@ type Gateway struct {
 	stop    context.CancelFunc
 
 	webchat *staticFile // nil: no Web Chat bundle to serve
+
+	sseOptions sse.Options // the same for every stream
 }
 
 // New builds a Gateway over an upstream client and a session manager. It
@@ -199,6 +201,12 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 	}
 	g.streams.init()
 	g.admit = newAdmission(&g.cfg)
+	g.sseOptions = sse.Options{
+		Retry:        g.cfg.Retry,
+		Heartbeat:    g.cfg.Heartbeat,
+		WriteTimeout: g.cfg.SSEWriteTimeout,
+		OnShutdown:   g.shutdownRetry,
+	}
 	g.stopCtx, g.stop = context.WithCancel(context.Background())
 	g.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,

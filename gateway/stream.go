@@ -82,7 +82,7 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 		// fasthttp holds the request's context and its read buffer
 		// (max_header_bytes) until a hijack handler returns: kept for
 		// the life of a stream, that is most of a stream's memory. So
-		// the stream moves to a goroutine of its own, on the raw
+		// the stream moves to goroutines of its own, on the raw
 		// connection, and this handler returns at once; the server
 		// runs with KeepHijackedConns, so the connection is ours to
 		// close. (A stream request has no body: nothing is left unread
@@ -96,19 +96,71 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 			conn.Close()
 			return
 		}
-		go func() {
-			defer g.streams.done()
-			defer conn.Close()
-			release, refused := g.admit.admit(req.conversationID, req.remote)
-			if refused != nil {
-				writeErrorResponse(conn, req.headers, refused)
-				return
-			}
-			defer release()
-			g.serveStream(conn, req)
-		}()
+		go g.openStream(conn, req)
 	})
 	return nil
+}
+
+// openStream admits and subscribes a stream, then hands it to pump on a
+// goroutine of its own. Subscribing can be deep work (a Direct Line call,
+// JSON): done here, on a goroutine that ends, it does not leave the
+// long-lived one with a stack grown for it. Every way out either starts
+// pump, which owns the stream from then on, or ends the stream here.
+func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
+	sub, release := g.subscribeStream(conn, req)
+	if sub == nil {
+		conn.Close()
+		g.streams.done()
+		return
+	}
+	go g.pump(conn, sub, release)
+}
+
+// subscribeStream answers a refused stream itself and returns nil; for an
+// accepted one it writes the response head and returns the subscription
+// and the admission to release when the stream ends.
+func (g *Gateway) subscribeStream(conn net.Conn, req streamRequest) (*session.Subscriber, func()) {
+	release, refused := g.admit.admit(req.conversationID, req.remote)
+	if refused != nil {
+		writeErrorResponse(conn, req.headers, refused)
+		return nil, nil
+	}
+	lg := g.lg.With().Str("conversation_id", req.conversationID).Logger()
+	ctx, cancel := context.WithTimeout(g.stopCtx, g.cfg.SubscribeWait)
+	sub, err := g.sessions.Subscribe(ctx, session.Request{
+		ConversationID: req.conversationID,
+		Credential:     req.credential,
+		Cursor:         req.cursor,
+	})
+	cancel()
+	if err != nil {
+		release()
+		g.refuseStream(conn, req.headers, err, lg)
+		return nil, nil
+	}
+	if _, err := conn.Write(streamHead(req.headers)); err != nil {
+		sub.Close()
+		release()
+		return nil, nil
+	}
+	lg.Debug().Str("remote", req.remote).Msg("stream opened")
+	return sub, release
+}
+
+// pump runs an open stream until it ends. It is the one goroutine a
+// stream keeps for its life, so it starts small and does nothing deep:
+// its frames are what every idle stream's stack holds.
+func (g *Gateway) pump(conn net.Conn, sub *session.Subscriber, release func()) {
+	g.cfg.Observer.StreamOpened()
+	reason := sse.Serve(g.stopCtx, conn, sub, g.sseOptions)
+	g.cfg.Observer.StreamClosed(reason)
+	sub.Close()
+	release()
+	conn.Close()
+	g.streams.done()
+	if e := g.lg.Debug(); e.Enabled() {
+		e.Str("conversation_id", sub.ConversationID()).Str("reason", string(reason)).Msg("stream closed")
+	}
 }
 
 // rawConn unwraps fasthttp's hijacked connection, whose reads go through a
@@ -157,37 +209,6 @@ func parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
 		req.cursor = &session.Cursor{Base: wm}
 	}
 	return req, nil
-}
-
-// serveStream subscribes and runs the event loop on a hijacked connection.
-func (g *Gateway) serveStream(conn net.Conn, req streamRequest) {
-	lg := g.lg.With().Str("conversation_id", req.conversationID).Logger()
-	ctx, cancel := context.WithTimeout(g.stopCtx, g.cfg.SubscribeWait)
-	sub, err := g.sessions.Subscribe(ctx, session.Request{
-		ConversationID: req.conversationID,
-		Credential:     req.credential,
-		Cursor:         req.cursor,
-	})
-	cancel()
-	if err != nil {
-		g.refuseStream(conn, req.headers, err, lg)
-		return
-	}
-	defer sub.Close()
-
-	if _, err := conn.Write(streamHead(req.headers)); err != nil {
-		return
-	}
-	lg.Debug().Str("remote", req.remote).Msg("stream opened")
-	g.cfg.Observer.StreamOpened()
-	reason := sse.Serve(g.stopCtx, conn, sub, sse.Options{
-		Retry:        g.cfg.Retry,
-		Heartbeat:    g.cfg.Heartbeat,
-		WriteTimeout: g.cfg.SSEWriteTimeout,
-		OnShutdown:   g.shutdownRetry,
-	})
-	g.cfg.Observer.StreamClosed(reason)
-	lg.Debug().Str("reason", string(reason)).Msg("stream closed")
 }
 
 // refuseStream answers a stream that cannot be served. A refusal by Direct

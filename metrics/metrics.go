@@ -28,6 +28,8 @@ type Metrics struct {
 	activitiesReceived  prometheus.Counter
 	activitiesDelivered prometheus.Counter
 	reconnects          *prometheus.CounterVec
+	reconnectsDelayed   prometheus.Counter
+	reconnectDelay      prometheus.Counter
 	disconnects         *prometheus.CounterVec
 	breakerState        prometheus.Gauge
 	breakerTransitions  *prometheus.CounterVec
@@ -54,6 +56,10 @@ func New() *Metrics {
 		Help: "Activity events written to SSE subscribers."})
 	m.reconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_upstream_reconnects_total",
 		Help: "Upstream stream losses that started a reconnect, by reason."}, []string{"reason"})
+	m.reconnectsDelayed = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_upstream_reconnects_delayed_total",
+		Help: "Upstream reconnect attempts held back by the process-wide reconnect limit (reconnect_rate, reconnect_burst)."})
+	m.reconnectDelay = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_upstream_reconnect_delay_seconds_total",
+		Help: "Time reconnect attempts waited for the reconnect limit, on top of their backoff, summed."})
 	m.disconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_sse_disconnects_total",
 		Help: "SSE streams ended, by reason (slow, client_gone, shutdown, ended, upstream_error)."}, []string{"reason"})
 	m.breakerState = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_breaker_state",
@@ -69,7 +75,7 @@ func New() *Metrics {
 		Help: "Upstream token refreshes by result."}, []string{"result"})
 
 	for _, c := range []prometheus.Collector{m.sessions, m.upstreamSockets, m.subscribers, m.activitiesReceived,
-		m.activitiesDelivered, m.reconnects, m.disconnects, m.breakerState, m.breakerTransitions,
+		m.activitiesDelivered, m.reconnects, m.reconnectsDelayed, m.reconnectDelay, m.disconnects, m.breakerState, m.breakerTransitions,
 		m.upstreamRequests, m.replay, m.tokenRefreshes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -128,6 +134,13 @@ func (m *Metrics) StreamOpened()             { m.subscribers.Inc() }
 func (m *Metrics) StreamClosed(reason sse.Reason) {
 	m.subscribers.Dec()
 	m.disconnects.WithLabelValues(string(reason)).Inc()
+}
+
+// ReconnectDelayed counts a reconnect held back by the reconnect limit,
+// and how long.
+func (m *Metrics) ReconnectDelayed(d time.Duration) {
+	m.reconnectsDelayed.Inc()
+	m.reconnectDelay.Add(d.Seconds())
 }
 
 func hitLabel(hit bool) string {

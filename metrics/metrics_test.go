@@ -92,7 +92,8 @@ func TestNewExportsKnownSeriesAtZero(t *testing.T) {
 	t.Parallel()
 	g := gather(t, metrics.New())
 	for _, name := range []string{"dlsse_sessions_open", "dlsse_upstream_sockets_open", "dlsse_sse_subscribers_open",
-		"dlsse_activities_received_total", "dlsse_activities_delivered_total", "dlsse_breaker_state"} {
+		"dlsse_activities_received_total", "dlsse_activities_delivered_total", "dlsse_breaker_state",
+		"dlsse_upstream_reconnects_delayed_total", "dlsse_upstream_reconnect_delay_seconds_total"} {
 		g.expect(t, name, 0)
 	}
 	for _, r := range []string{"closed", "collision", "stalled", "lost"} {
@@ -129,6 +130,8 @@ func TestObserverEventsMoveTheirSeries(t *testing.T) {
 	m.Reconnect("lost")
 	m.Reconnect("lost")
 	m.Reconnect("collision")
+	m.ReconnectDelayed(1500 * time.Millisecond)
+	m.ReconnectDelayed(250 * time.Millisecond)
 	m.ActivitiesReceived(3)
 	m.ActivitiesReceived(0)
 	m.ActivitiesDelivered(5)
@@ -151,6 +154,8 @@ func TestObserverEventsMoveTheirSeries(t *testing.T) {
 	g.expect(t, "dlsse_upstream_reconnects_total", 2, "reason", "lost")
 	g.expect(t, "dlsse_upstream_reconnects_total", 1, "reason", "collision")
 	g.expect(t, "dlsse_upstream_reconnects_total", 0, "reason", "closed")
+	g.expect(t, "dlsse_upstream_reconnects_delayed_total", 2)
+	g.expect(t, "dlsse_upstream_reconnect_delay_seconds_total", 1.75)
 	g.expect(t, "dlsse_activities_received_total", 3)
 	g.expect(t, "dlsse_activities_delivered_total", 7)
 	g.expect(t, "dlsse_replay_total", 1, "result", "hit")

@@ -22,7 +22,7 @@ func (sub *Subscriber) catchUp(ctx context.Context) sse.Reason {
 	head := s.log.Head()
 	set, err := s.m.up.Activities(ctx, s.upstreamCredential(), s.id, from.Base)
 	if err != nil {
-		s.lg.Info().Err(classify(err)).Msg("catch-up poll failed")
+		s.lg().Info().Err(classify(err)).Msg("catch-up poll failed")
 		return ReasonUpstream
 	}
 	acts, _ := decodeActivities(set.Activities)
@@ -39,7 +39,7 @@ func (sub *Subscriber) catchUp(ctx context.Context) sse.Reason {
 			// The activity is not after its own base: the cursor was
 			// not ours or Direct Line forgot it. Resend from the base
 			// rather than risk losing anything.
-			s.lg.Warn().Msg("resume cursor's activity not found upstream; resending from its watermark")
+			s.lg().Warn().Msg("resume cursor's activity not found upstream; resending from its watermark")
 			start = 0
 		}
 	}

@@ -131,17 +131,17 @@ func (s *Session) refresh() {
 	var apiErr *upstream.APIError
 	switch {
 	case err == nil && conv.Token != "":
-		s.lg.Debug().Int("expires_in", conv.ExpiresIn).Msg("upstream token refreshed")
+		s.lg().Debug().Int("expires_in", conv.ExpiresIn).Msg("upstream token refreshed")
 		s.m.markVerified(s.id, conv.Token)
 		s.addCredential(conv.Token, s.refreshTime(conv.ExpiresIn))
 	case errors.As(err, &apiErr) && apiErr.Terminal():
 		// Too late (the process slept through the window, say): fall
 		// back on another credential a subscriber proved.
-		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream token refresh refused; using another credential")
+		s.lg().Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream token refresh refused; using another credential")
 		s.dropCredential(token)
 	case errors.Is(err, context.Canceled):
 	default:
-		s.lg.Info().Err(err).Msg("upstream token refresh failed; will retry")
+		s.lg().Info().Err(err).Msg("upstream token refresh failed; will retry")
 		s.mu.Lock()
 		if !s.stopped {
 			s.refreshTimer = time.AfterFunc(refreshRetry, s.refresh)

@@ -30,18 +30,17 @@ func (d *decoded) durable() bool { return d.meta.ID != "" && d.meta.Type != "typ
 func decodeActivities(raw []json.RawMessage) (out []decoded, bad int) {
 	out = make([]decoded, 0, len(raw))
 	for _, r := range raw {
-		var buf bytes.Buffer
-		buf.Grow(len(r))
-		if err := json.Compact(&buf, r); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' {
+		line, ok := oneLine(r)
+		if !ok {
 			bad++
 			continue
 		}
 		var d decoded
-		if err := json.Unmarshal(buf.Bytes(), &d.meta); err != nil {
+		if err := json.Unmarshal(line, &d.meta); err != nil {
 			bad++
 			continue
 		}
-		d.json = buf.Bytes()
+		d.json = line
 		out = append(out, d)
 	}
 	return out, bad
@@ -49,6 +48,22 @@ func decodeActivities(raw []json.RawMessage) (out []decoded, bad int) {
 
 // activityEvent encodes an activity as an SSE event; durable ones carry
 // their cursor as id.
+// oneLine returns r as a JSON object on one line. What Direct Line sends
+// usually is one already (r is then used as it is: it is the decoder's
+// own copy; the caller's json.Unmarshal validates it); anything else is
+// compacted.
+func oneLine(r json.RawMessage) ([]byte, bool) {
+	if len(r) > 0 && r[0] == '{' && bytes.IndexByte(r, '\n') < 0 && bytes.IndexByte(r, '\r') < 0 {
+		return r, true
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(r))
+	if err := json.Compact(&buf, r); err != nil || buf.Len() == 0 || buf.Bytes()[0] != '{' {
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
 func activityEvent(d *decoded, base string) sse.Event {
 	if !d.durable() {
 		return sse.NewEvent("", "activity", d.json)
@@ -62,27 +77,34 @@ func activityEvent(d *decoded, base string) sse.Event {
 func (s *Session) ingest(set upstream.ActivitySet) {
 	wm := set.Watermark
 	if wm != "" && ValidateWatermark(wm) != nil {
-		s.lg.Warn().Int("len", len(wm)).Msg("upstream watermark with unexpected characters ignored")
+		s.lg().Warn().Int("len", len(wm)).Msg("upstream watermark with unexpected characters ignored")
 		wm = ""
 	}
 	acts, bad := decodeActivities(set.Activities)
 	if bad > 0 {
-		s.lg.Warn().Int("count", bad).Msg("malformed upstream activities skipped")
+		s.lg().Warn().Int("count", bad).Msg("malformed upstream activities skipped")
 	}
 	base := s.log.Watermark()
 	entries := make([]Entry, 0, len(acts))
 	lastDurable := -1
-	seen := make(map[uint64]struct{}, len(acts))
+	// Ids already taken from this set. Sets are small (one activity, as
+	// a rule): a linear scan of entries beats a map made for each.
+	var seen map[uint64]struct{}
+	if len(acts) > 8 {
+		seen = make(map[uint64]struct{}, len(acts))
+	}
 	for i := range acts {
 		d := &acts[i]
 		e := Entry{Base: base}
 		if d.durable() {
 			e.Durable = true
 			e.Hash = IDHash(d.meta.ID)
-			if _, dup := seen[e.Hash]; dup || s.log.Contains(e.Hash) {
+			if inSet(entries, seen, e.Hash) || s.log.Contains(e.Hash) {
 				continue
 			}
-			seen[e.Hash] = struct{}{}
+			if seen != nil {
+				seen[e.Hash] = struct{}{}
+			}
 			lastDurable = len(entries)
 		}
 		if d.meta.Type == "endOfConversation" {
@@ -100,4 +122,19 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 	s.log.Append(entries, wm)
 	s.m.cfg.Observer.ActivitiesReceived(len(entries))
 	s.notify()
+}
+
+// inSet reports whether a durable entry with hash is among entries (the
+// ones this set has produced so far), through seen when the set is big.
+func inSet(entries []Entry, seen map[uint64]struct{}, hash uint64) bool {
+	if seen != nil {
+		_, ok := seen[hash]
+		return ok
+	}
+	for i := range entries {
+		if entries[i].Durable && entries[i].Hash == hash {
+			return true
+		}
+	}
+	return false
 }

@@ -121,7 +121,8 @@ func (l *memLog) Append(entries []Entry, watermark string) {
 }
 
 func (l *memLog) grow() {
-	n := min(max(2*len(l.ring), 8), l.capacity)
+	// From 2: most conversations are short, and every session has a log.
+	n := min(max(2*len(l.ring), 2), l.capacity)
 	ring := make([]Entry, n)
 	for seq := l.first; seq < l.head; seq++ {
 		ring[seq%uint64(n)] = *l.slot(seq)

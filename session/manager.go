@@ -51,8 +51,9 @@ type Request struct {
 
 // Manager owns the sessions of this process: at most one per conversation.
 type Manager struct {
-	cfg Config
-	up  *upstream.Client
+	cfg        Config
+	up         *upstream.Client
+	reconnects *reconnectLimit // shared by every session's reconnects
 
 	ctx    context.Context // parent of every session
 	cancel context.CancelFunc
@@ -72,14 +73,15 @@ func NewManager(up *upstream.Client, cfg Config) *Manager {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
-		cfg:      cfg,
-		up:       up,
-		ctx:      ctx,
-		cancel:   cancel,
-		sessions: make(map[string]*Session),
-		offers:   make(map[string]Offer),
-		verified: make(map[[32]byte]time.Time),
-		ended:    make(map[string]time.Time),
+		cfg:        cfg,
+		up:         up,
+		reconnects: newReconnectLimit(cfg.ReconnectRate, cfg.ReconnectBurst),
+		ctx:        ctx,
+		cancel:     cancel,
+		sessions:   make(map[string]*Session),
+		offers:     make(map[string]Offer),
+		verified:   make(map[[32]byte]time.Time),
+		ended:      make(map[string]time.Time),
 	}
 }
 

@@ -61,7 +61,7 @@ func (s *Session) run() {
 			// Someone else holds the conversation's socket and
 			// nobody here is listening (nor about to): let them
 			// have it.
-			s.lg.Info().Msg("upstream stream taken over elsewhere (collision), session closed")
+			s.lg().Info().Msg("upstream stream taken over elsewhere (collision), session closed")
 			return
 		}
 		obs.Reconnect(dropReason(err))
@@ -93,10 +93,10 @@ func (s *Session) pollPast(cause error) {
 	s.lastCredential = s.upstreamCredential()
 	set, err := s.m.up.Activities(s.ctx, s.lastCredential, s.id, s.log.Watermark())
 	if err != nil {
-		s.lg.Info().Err(err).Msg("polling past an oversized stream message failed; will retry")
+		s.lg().Info().Err(err).Msg("polling past an oversized stream message failed; will retry")
 		return
 	}
-	s.lg.Warn().Err(cause).Int("activities", len(set.Activities)).Msg("stream message above the read limit; polled instead")
+	s.lg().Warn().Err(cause).Int("activities", len(set.Activities)).Msg("stream message above the read limit; polled instead")
 	s.ingest(set)
 }
 
@@ -121,8 +121,8 @@ func dropReason(err error) string {
 // pause tells subscribers the session is reconnecting and waits out the
 // backoff for this attempt: until the breaker lets a probe through when it
 // is open (spread, so sessions do not probe together), the exponential
-// jittered delay otherwise. It returns false when the session was stopped
-// meanwhile.
+// jittered delay otherwise; then its turn at the process-wide reconnect
+// limit. It returns false when the session was stopped meanwhile.
 func (s *Session) pause(attempt *int, err error, what string) bool {
 	state := StateReconnecting
 	var wait time.Duration
@@ -134,9 +134,9 @@ func (s *Session) pause(attempt *int, err error, what string) bool {
 		wait = s.backoff(*attempt, err)
 		*attempt++
 	}
-	s.lg.Info().Err(err).Dur("retry_in", wait).Msg(what)
+	s.lg().Info().Err(err).Dur("retry_in", wait).Msg(what)
 	s.setStatus(Status{State: state, Reason: reasonText(err), RetryIn: ms(wait)})
-	return s.sleep(wait)
+	return s.sleep(wait) && s.awaitReconnectTurn()
 }
 
 // What the loop does after an attempt to open the stream failed.
@@ -170,10 +170,10 @@ func (s *Session) verdict(err error) nextStep {
 	}
 	refusal := apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusForbidden
 	if refusal && s.dropCredential(s.lastCredential) {
-		s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused a credential; trying another")
+		s.lg().Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Msg("upstream refused a credential; trying another")
 		return retryNow
 	}
-	s.lg.Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Str("detail", apiErr.Message).Msg("upstream refused the conversation, session ended")
+	s.lg().Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Str("detail", apiErr.Message).Msg("upstream refused the conversation, session ended")
 	s.endWith(apiErr, errorEventFor(apiErr))
 	return stop
 }
@@ -189,7 +189,7 @@ func (s *Session) open() (*upstream.Stream, error) {
 			if err == nil {
 				return stream, nil
 			}
-			s.lg.Info().Err(err).Msg("offered stream URL failed, reconnecting")
+			s.lg().Info().Err(err).Msg("offered stream URL failed, reconnecting")
 		}
 	}
 	if err := s.ensureWatermark(); err != nil {
@@ -246,7 +246,7 @@ func (s *Session) read(stream *upstream.Stream) error {
 		if err != nil {
 			var fe *upstream.FrameError
 			if errors.As(err, &fe) {
-				s.lg.Warn().Msg("malformed upstream stream message skipped")
+				s.lg().Warn().Msg("malformed upstream stream message skipped")
 				continue
 			}
 			return err

@@ -21,12 +21,19 @@ var ErrUnavailable = errors.New("session: upstream unavailable")
 // could attach; the Manager tries again with a new one.
 var errRetired = errors.New("session: retired")
 
+// lg returns the session's logger, made at each call: a logger carrying
+// the conversation id costs half a kilobyte, which every idle session
+// would keep for the few lines it ever logs.
+func (s *Session) lg() *zerolog.Logger {
+	l := s.m.cfg.Logger.With().Str("conversation_id", s.id).Logger()
+	return &l
+}
+
 // Session is one conversation's upstream stream, log and subscribers.
 type Session struct {
 	id  string
 	m   *Manager
 	log Log
-	lg  zerolog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -65,7 +72,6 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 	s := &Session{
 		id:              req.ConversationID,
 		m:               m,
-		lg:              m.cfg.Logger.With().Str("conversation_id", req.ConversationID).Logger(),
 		ctx:             ctx,
 		cancel:          cancel,
 		firstCredential: req.Credential,
@@ -219,7 +225,7 @@ func (s *Session) scheduleIdle() {
 	if s.idleTimer == nil {
 		s.idleTimer = time.AfterFunc(s.m.cfg.IdleGrace, func() {
 			if s.m.retire(s, false) {
-				s.lg.Debug().Msg("session idle, closed")
+				s.lg().Debug().Msg("session idle, closed")
 			}
 		})
 		return

@@ -87,6 +87,9 @@ func (sub *Subscriber) Ready() <-chan struct{} { return sub.wakeC }
 // was given.
 func (sub *Subscriber) Cursor() Cursor { return sub.last }
 
+// ConversationID is the conversation the subscriber reads.
+func (sub *Subscriber) ConversationID() string { return sub.s.id }
+
 // Close detaches the subscriber from its session. Idempotent.
 func (sub *Subscriber) Close() {
 	sub.closeOnce.Do(func() { sub.s.detach(sub) })

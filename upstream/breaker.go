@@ -32,6 +32,13 @@ type Hooks struct {
 	Request func(op string, status int, d time.Duration)
 	// BreakerChange is called on every breaker state change.
 	BreakerChange func(from, to gobreaker.State)
+	// LocalResourceError is called when a REST call or dial failed
+	// because this host ran out of file descriptors, socket buffers or
+	// memory (err is the syscall.Errno: EMFILE, ENFILE, ENOBUFS or
+	// ENOMEM). The breaker does not count such failures, so this is
+	// where an operator hears of them; under load it fires in bursts,
+	// so whoever logs it should rate-limit.
+	LocalResourceError func(op string, err error)
 }
 
 // Pseudo statuses reported to Hooks.Request.
@@ -141,10 +148,13 @@ func statusVerdict(status int) error {
 // isSuccessful: anything but a verdict of failure or a transport error.
 func isSuccessful(err error) bool { return err == nil }
 
-// isExcluded keeps the client's own cancellation out of the counts: it says
-// nothing about the service.
+// isExcluded keeps out of the counts what says nothing about the service:
+// the client's own cancellation, a client's request body failing, and this
+// host running out of descriptors or memory. Were those counted, a burst
+// of EMFILE under load would open the breaker and stall every session for
+// the breaker's open time while Direct Line is fine.
 func isExcluded(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, ErrRequestBody)
+	return errors.Is(err, context.Canceled) || errors.Is(err, ErrRequestBody) || IsLocalResourceError(err)
 }
 
 func (c *Client) observe(op string, status int, d time.Duration) {

@@ -55,9 +55,30 @@ type Config struct {
 	Breaker gobreaker.Settings
 	// Hooks observe the client, for metrics and logs.
 	Hooks Hooks
+	// MaxConnsPerHost caps the connections the REST transport holds to
+	// Direct Line, dialling, active and idle together; calls beyond it
+	// wait for a connection (within their context). Without a cap a
+	// reconnect storm against an HTTP/1.1 upstream opens a connection,
+	// and a descriptor, per concurrent call. Over HTTP/2 (https) calls
+	// share connections and the cap is rarely reached. Default
+	// DefaultMaxConnsPerHost; negative: no cap. Ignored with Transport.
+	MaxConnsPerHost int
 	// Transport overrides the HTTP transport (tests).
 	Transport http.RoundTripper
 }
+
+// Defaults of the REST transport's connection pool.
+const (
+	// DefaultMaxConnsPerHost is Config.MaxConnsPerHost's default: ample
+	// for the calls of 10,000 sessions reconnecting at a limited rate.
+	DefaultMaxConnsPerHost = 512
+	// maxIdleConnsPerHost connections are kept open between calls, so a
+	// steady load reuses them instead of opening new ones (net/http keeps
+	// 2 by default). Not more: an idle HTTP/1.1 connection costs two
+	// goroutines and 8 KiB of buffers, and REST calls are short (a
+	// thousand reconnects a second at 20 ms each keep 20 busy).
+	maxIdleConnsPerHost = 64
+)
 
 // Client talks to one Direct Line service. It is safe for concurrent use.
 type Client struct {
@@ -85,10 +106,26 @@ func New(cfg Config) (*Client, error) {
 	if cfg.ReadLimit <= 0 {
 		cfg.ReadLimit = 4 << 20
 	}
+	switch {
+	case cfg.MaxConnsPerHost == 0:
+		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost
+	case cfg.MaxConnsPerHost < 0:
+		cfg.MaxConnsPerHost = 0 // net/http's "no cap"
+	}
 	transport := cfg.Transport
 	if transport == nil {
+		// A clone of the default transport keeps HTTP/2 for https
+		// (ForceAttemptHTTP2), proxies from the environment and its
+		// dial and TLS timeouts.
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 256
+		t.MaxConnsPerHost = cfg.MaxConnsPerHost
+		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+		if cfg.MaxConnsPerHost > 0 {
+			t.MaxIdleConnsPerHost = min(maxIdleConnsPerHost, cfg.MaxConnsPerHost)
+		}
+		// One host: the total idle cap (100 by default) must not undercut
+		// the per-host one.
+		t.MaxIdleConns = t.MaxIdleConnsPerHost
 		t.ResponseHeaderTimeout = 0 // bounded per call by contexts
 		transport = t
 	}
@@ -104,9 +141,12 @@ func New(cfg Config) (*Client, error) {
 		dialer: &websocket.Dialer{
 			HandshakeTimeout: cfg.DialTimeout,
 			NetDialContext:   (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
-			ReadBufferSize:   2048,
-			WriteBufferSize:  512,
-			WriteBufferPool:  writeBufferPool,
+			// Every socket keeps its read buffer for life; 1 KiB holds
+			// a frame header and small activities, and a larger message
+			// is read past it in bigger reads.
+			ReadBufferSize:  1024,
+			WriteBufferSize: 512,
+			WriteBufferPool: writeBufferPool,
 		},
 	}
 	c.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](c.breakerSettings(cfg.Breaker))
@@ -176,6 +216,7 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 		}
 		done(err)
 		c.observe(op, statusTransport, time.Since(start))
+		c.noteLocalError(op, err)
 		return nil, fmt.Errorf("upstream: %s %s: %w", method, path, err)
 	}
 	done(statusVerdict(resp.StatusCode))

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,6 +89,7 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		}
 		done(err)
 		c.observe("dial", statusTransport, time.Since(start))
+		c.noteLocalError("dial", err)
 		// err may quote the URL, which holds a token: never wrap it.
 		return nil, fmt.Errorf("upstream: dial stream: %w", dialError(err))
 	}
@@ -117,6 +119,11 @@ func dialError(err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) {
 		return oe
+	}
+	if errno, ok := localResourceErrno(err); ok {
+		// Kept so the caller can tell "out of descriptors here" from
+		// Direct Line failing.
+		return fmt.Errorf("%w: %w", errDialFailed, errno)
 	}
 	return errDialFailed
 }
@@ -154,33 +161,57 @@ func (s *Stream) sendKeepalive() {
 // types it does not know are skipped. A close frame yields *ClosedError.
 func (s *Stream) Next() (ActivitySet, error) {
 	for {
-		typ, msg, err := s.conn.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: no close frame, a drop
-				return ActivitySet{}, &ClosedError{Code: ce.Code, Reason: ce.Text}
-			}
-			return ActivitySet{}, fmt.Errorf("upstream: stream read: %w", err)
+		set, known, err := s.nextMessage()
+		if err != nil || known {
+			return set, err
 		}
-		_ = s.extendRead()
-		if typ != websocket.TextMessage || len(msg) == 0 {
-			continue
-		}
-		var probe struct {
-			Activities json.RawMessage `json:"activities"`
-		}
-		if err := json.Unmarshal(msg, &probe); err != nil {
-			return ActivitySet{}, &FrameError{Err: err}
-		}
-		if probe.Activities == nil {
-			continue // a message type from the future
-		}
-		var set ActivitySet
-		if err := json.Unmarshal(msg, &set); err != nil {
-			return ActivitySet{}, &FrameError{Err: err}
-		}
-		return set, nil
 	}
+}
+
+// messageBuffers holds the buffers stream messages are read into: a
+// message is decoded (and copied out) as soon as it is read, so a socket
+// needs a buffer only for that moment, not for its life.
+var messageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledMessage keeps one huge message from pinning its buffer.
+const maxPooledMessage = 64 << 10
+
+// nextMessage reads and decodes one message. known is false for what Next
+// skips: keepalives, binary messages, and objects without "activities".
+func (s *Stream) nextMessage() (set ActivitySet, known bool, err error) {
+	typ, r, err := s.conn.NextReader()
+	if err == nil {
+		buf := messageBuffers.Get().(*bytes.Buffer)
+		defer func() {
+			if buf.Cap() <= maxPooledMessage {
+				buf.Reset()
+				messageBuffers.Put(buf)
+			}
+		}()
+		_, err = buf.ReadFrom(r)
+		if err == nil {
+			_ = s.extendRead()
+			return decodeMessage(typ, buf.Bytes())
+		}
+	}
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: no close frame, a drop
+		return ActivitySet{}, true, &ClosedError{Code: ce.Code, Reason: ce.Text}
+	}
+	return ActivitySet{}, true, fmt.Errorf("upstream: stream read: %w", err)
+}
+
+// decodeMessage decodes an ActivitySet in one pass. Its activities are
+// copies (json.RawMessage copies), so msg can be reused at once.
+func decodeMessage(typ int, msg []byte) (set ActivitySet, known bool, err error) {
+	if typ != websocket.TextMessage || len(msg) == 0 {
+		return ActivitySet{}, false, nil
+	}
+	if err := json.Unmarshal(msg, &set); err != nil {
+		return ActivitySet{}, true, &FrameError{Err: err}
+	}
+	// Absent (or null) "activities": a message type from the future.
+	return set, set.Activities != nil, nil
 }
 
 // FrameError reports a stream message that is not valid JSON. The stream

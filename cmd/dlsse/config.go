@@ -43,8 +43,12 @@ type Config struct {
 	BackoffBase  time.Duration `koanf:"backoff_base"`
 	BackoffMax   time.Duration `koanf:"backoff_max"`
 
+	ReconnectRate  float64 `koanf:"reconnect_rate"`
+	ReconnectBurst int     `koanf:"reconnect_burst"`
+
 	UpstreamTimeout   time.Duration `koanf:"upstream_timeout"`
 	UpstreamKeepalive time.Duration `koanf:"upstream_keepalive"`
+	UpstreamMaxConns  int           `koanf:"upstream_max_conns"`
 
 	MaxActivityChars          int           `koanf:"max_activity_chars"`
 	MaxUploadBytes            int64         `koanf:"max_upload_bytes"`
@@ -89,8 +93,11 @@ func defaults() Config {
 		VerifyTTL:                 session.DefaultVerifyTTL,
 		BackoffBase:               session.DefaultBackoffBase,
 		BackoffMax:                session.DefaultBackoffMax,
+		ReconnectRate:             session.DefaultReconnectRate,
+		ReconnectBurst:            session.DefaultReconnectBurst,
 		UpstreamTimeout:           20 * time.Second,
 		UpstreamKeepalive:         20 * time.Second,
+		UpstreamMaxConns:          upstream.DefaultMaxConnsPerHost,
 		MaxActivityChars:          gateway.DefaultMaxActivityChars,
 		MaxUploadBytes:            gateway.DefaultMaxUploadBytes,
 		MaxHeaderBytes:            gateway.DefaultMaxHeaderBytes,
@@ -128,8 +135,11 @@ var flagUsage = map[string]string{
 	"verify_ttl":                   "how long a credential Direct Line accepted is trusted without asking again",
 	"backoff_base":                 "first reconnect delay ceiling (exponential, full jitter)",
 	"backoff_max":                  "largest reconnect delay",
+	"reconnect_rate":               "upstream reconnect attempts per second across the instance, after each session's backoff, so a mass drop does not come back as one spike (0: no limit)",
+	"reconnect_burst":              "upstream reconnect attempts allowed at once before reconnect_rate applies (a lone drop is never delayed)",
 	"upstream_timeout":             "timeout of a REST call dlsse makes to Direct Line for itself",
 	"upstream_keepalive":           "how often an upstream socket sends a keepalive",
+	"upstream_max_conns":           "REST connections to Direct Line at most, busy and idle (0: no cap); WebSocket streams are not counted",
 	"max_activity_chars":           "largest activity accepted, in characters (Direct Line's limit)",
 	"max_upload_bytes":             "largest upload accepted, in bytes (streamed, never held whole)",
 	"max_header_bytes":             "largest request line plus headers, in bytes",
@@ -210,6 +220,12 @@ func (c Config) validate() error {
 	}
 	if c.Heartbeat <= 0 || c.Retry <= 0 || c.ReplayBuffer <= 0 || c.BreakerFailures <= 0 || c.BreakerOpen <= 0 {
 		return fmt.Errorf("config: heartbeat, retry, replay_buffer, breaker_failures and breaker_open must be positive")
+	}
+	if !(c.ReconnectRate >= 0) || c.ReconnectBurst < 1 { // !(>= 0) also rejects NaN
+		return fmt.Errorf("config: reconnect_rate must be 0 (no limit) or positive, reconnect_burst at least 1")
+	}
+	if c.UpstreamMaxConns < 0 {
+		return fmt.Errorf("config: upstream_max_conns must be 0 (no cap) or positive")
 	}
 	return nil
 }

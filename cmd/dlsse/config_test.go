@@ -64,8 +64,11 @@ func TestConfigDefaults(t *testing.T) {
 		VerifyTTL:         session.DefaultVerifyTTL,
 		BackoffBase:       session.DefaultBackoffBase,
 		BackoffMax:        session.DefaultBackoffMax,
+		ReconnectRate:     1000,
+		ReconnectBurst:    100,
 		UpstreamTimeout:   20 * time.Second,
 		UpstreamKeepalive: 20 * time.Second,
+		UpstreamMaxConns:  512,
 		BreakerFailures:   upstream.DefaultBreakerFailures,
 		BreakerOpen:       upstream.DefaultBreakerOpen,
 
@@ -165,7 +168,11 @@ idle_grace: 1m
 			"DLSSE_SSE_WRITE_TIMEOUT": "3s", "DLSSE_SHUTDOWN_TIMEOUT": "4s", "DLSSE_MAX_BATCH_BYTES": "1234",
 			"DLSSE_IDLE_GRACE": "5s", "DLSSE_VERIFY_TTL": "6s", "DLSSE_BACKOFF_BASE": "7ms",
 			"DLSSE_BACKOFF_MAX": "8s", "DLSSE_UPSTREAM_TIMEOUT": "9s", "DLSSE_UPSTREAM_KEEPALIVE": "10s",
+			"DLSSE_RECONNECT_RATE": "2.5", "DLSSE_RECONNECT_BURST": "11", "DLSSE_UPSTREAM_MAX_CONNS": "12",
 		}, nil, func(t *testing.T, c Config) {
+			expect(t, "reconnect_rate", c.ReconnectRate, 2.5)
+			expect(t, "reconnect_burst", c.ReconnectBurst, 11)
+			expect(t, "upstream_max_conns", c.UpstreamMaxConns, 12)
 			expect(t, "upstream_url", c.UpstreamURL, "http://u")
 			expect(t, "log_format", c.LogFormat, "console")
 			expect(t, "shutdown_jitter", c.ShutdownJitter, 2*time.Second)
@@ -223,6 +230,12 @@ func TestConfigRejects(t *testing.T) {
 		{"zero replay buffer", "replay_buffer: 0\n", nil, nil, "replay_buffer"},
 		{"duration garbage", "", map[string]string{"DLSSE_HEARTBEAT": "soon"}, nil, "config"},
 		{"number garbage", "", nil, []string{"-replay-buffer", "many"}, "config"},
+		{"negative reconnect rate", "reconnect_rate: -5\n", nil, nil, "reconnect_rate"},
+		{"NaN reconnect rate", "", nil, []string{"-reconnect-rate", "NaN"}, "reconnect_rate"},
+		{"zero reconnect burst", "", map[string]string{"DLSSE_RECONNECT_BURST": "0"}, nil, "reconnect_burst"},
+		{"no reconnect limit is allowed", "reconnect_rate: 0\n", nil, nil, ""},
+		{"negative upstream_max_conns", "", nil, []string{"-upstream-max-conns", "-1"}, "upstream_max_conns"},
+		{"no connection cap is allowed", "upstream_max_conns: 0\n", nil, nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,4 +308,14 @@ func normalized(c Config) Config {
 		}
 	}
 	return c
+}
+
+// TestZeroMeansNone: the file's 0 for reconnect_rate and upstream_max_conns
+// reaches the packages as their "none" (negative), not as their "default"
+// (zero).
+func TestZeroMeansNone(t *testing.T) {
+	expect(t, "0 (int)", zeroMeansNone(0), -1)
+	expect(t, "512", zeroMeansNone(512), 512)
+	expect(t, "0 (float)", zeroMeansNone(0.0), -1.0)
+	expect(t, "2.5", zeroMeansNone(2.5), 2.5)
 }

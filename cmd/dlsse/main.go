@@ -77,10 +77,13 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		lg.Warn().Str("from", from.String()).Str("to", to.String()).Msg("Direct Line circuit breaker changed state")
 		onBreaker(from, to)
 	}
+	breakerHooks.LocalResourceError = newResourceWarner(lg).note
 	up, err := upstream.New(upstream.Config{
 		BaseURL:        cfg.UpstreamURL,
 		RequestTimeout: cfg.UpstreamTimeout,
 		Keepalive:      cfg.UpstreamKeepalive,
+		// 0 in the file is "no cap", which upstream spells negative.
+		MaxConnsPerHost: zeroMeansNone(cfg.UpstreamMaxConns),
 		Breaker: gobreaker.Settings{
 			Timeout:     cfg.BreakerOpen,
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.BreakerFailures) },
@@ -96,9 +99,12 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		VerifyTTL:    cfg.VerifyTTL,
 		BackoffBase:  cfg.BackoffBase,
 		BackoffMax:   cfg.BackoffMax,
-		MaxBatch:     cfg.MaxBatch,
-		Logger:       lg,
-		Observer:     m,
+		// 0 in the file is "no limit", which session spells negative.
+		ReconnectRate:  zeroMeansNone(cfg.ReconnectRate),
+		ReconnectBurst: cfg.ReconnectBurst,
+		MaxBatch:       cfg.MaxBatch,
+		Logger:         lg,
+		Observer:       m,
 	})
 	gw, err := gateway.New(gateway.Config{
 		PublicURL:       cfg.PublicURL,
@@ -162,6 +168,15 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 	}
 	lg.Info().Msg("stopped")
 	return nil
+}
+
+// zeroMeansNone maps the file's 0 ("none") onto the packages' negative
+// value; the packages read 0 as "the default".
+func zeroMeansNone[T int | float64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // newLogger builds the process logger: JSON by default, console for humans.

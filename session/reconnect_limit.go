@@ -1,0 +1,84 @@
+package session
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// reconnectLimit spreads the upstream reconnects of every session of a
+// Manager over time. Each session already waits a fully jittered backoff,
+// but the jitter window (backoff_base) does not grow with the number of
+// sessions: when Direct Line drops every socket at once, 10,000 sessions
+// come back within half a second, a thundering herd against the service
+// just when it is recovering. A token bucket shared by the process turns
+// that into at most Burst at once, then Rate a second; a session that
+// drops while the process is calm finds the bucket full and is not
+// delayed at all.
+type reconnectLimit struct {
+	lim *rate.Limiter // nil: no limit
+}
+
+// newReconnectLimit returns a limit of perSecond reconnects with bursts of
+// burst; a negative perSecond means no limit. Config.setDefaults has
+// replaced zeros.
+func newReconnectLimit(perSecond float64, burst int) *reconnectLimit {
+	if perSecond < 0 {
+		return &reconnectLimit{}
+	}
+	return &reconnectLimit{lim: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1))}
+}
+
+// wait blocks until the caller may reconnect, or until ctx ends: a
+// session being retired or a Manager shutting down never waits for the
+// limit. delayed, when not nil, is told the wait before it starts, and
+// only when there is one. wait reports whether the caller may go on.
+//
+// A reservation (not rate.Limiter.Wait) so the delay is known up front;
+// one given up because ctx ended hands its token back to the sessions
+// still waiting.
+func (l *reconnectLimit) wait(ctx context.Context, delayed func(time.Duration)) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if l.lim == nil {
+		return true
+	}
+	r := l.lim.Reserve()
+	d := r.Delay()
+	if d <= 0 {
+		return true
+	}
+	if delayed != nil {
+		delayed(d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		r.Cancel()
+		return false
+	}
+}
+
+// announceLimitAfter: a session held back by the limit at least this long
+// tells its subscribers the new retryIn, so a UI's countdown stays honest;
+// shorter waits are not worth an event to every subscriber.
+const announceLimitAfter = time.Second
+
+// awaitReconnectTurn is the session's turn at the process-wide reconnect
+// limit, taken after its own backoff and before it calls Direct Line
+// again. It returns false when the session was stopped meanwhile.
+func (s *Session) awaitReconnectTurn() bool {
+	return s.m.reconnects.wait(s.ctx, func(d time.Duration) {
+		s.m.cfg.Observer.ReconnectDelayed(d)
+		if d >= announceLimitAfter {
+			st := s.Status()
+			st.RetryIn = ms(d)
+			s.setStatus(st)
+		}
+	})
+}
