@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -272,4 +273,26 @@ func dumpGoroutines(t *testing.T) {
 			t.Logf("%s\n", g)
 		}
 	}
+}
+
+// openLive starts n conversations with one stream each, waits until every
+// stream is online, and proves each delivers (one "pre-i" message each).
+func (h *harness) openLive(ctx context.Context, t *testing.T, n int) ([]conversation, []*ssetest.Stream) {
+	t.Helper()
+	convs := make([]conversation, n)
+	streams := make([]*ssetest.Stream, n)
+	for i := range convs {
+		convs[i] = h.start()
+		streams[i] = h.open(ctx, convs[i].StreamURL, nil)
+	}
+	for i, s := range streams {
+		waitOnline(ctx, t, s)
+		if err := h.fake.Push(convs[i].ConversationID, fmt.Sprintf("pre-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range streams {
+		expectTexts(ctx, t, s, []string{fmt.Sprintf("pre-%d", i)})
+	}
+	return convs, streams
 }

@@ -22,18 +22,25 @@ var (
 const pageCSP = "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'"
 
 // indexPage answers GET /.
-func (g *Gateway) indexPage(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
-	c.Set(fiber.HeaderContentSecurityPolicy, pageCSP)
-	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	c.Set(fiber.HeaderCacheControl, "no-cache")
-	return c.Send(indexHTML)
-}
+func (g *Gateway) indexPage(c *fiber.Ctx) error { return sendPage(c, indexHTML, pageCSP) }
 
 // appScript answers GET /app.js, the demo page's module.
-func (g *Gateway) appScript(c *fiber.Ctx) error {
+func (g *Gateway) appScript(c *fiber.Ctx) error { return sendScript(c, appJS) }
+
+// sendPage answers with one of the demo pages under its
+// Content-Security-Policy. Not cached: a new binary's page shows at once.
+func sendPage(c *fiber.Ctx, html []byte, csp string) error {
+	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
+	c.Set(fiber.HeaderContentSecurityPolicy, csp)
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	return c.Send(html)
+}
+
+// sendScript answers with a demo page's own script.
+func sendScript(c *fiber.Ctx, js []byte) error {
 	c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
 	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
-	return c.Send(appJS)
+	return c.Send(js)
 }

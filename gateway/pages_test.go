@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,11 +105,11 @@ func TestDemoPageTokenServer(t *testing.T) {
 	}
 }
 
-// TestDemoPagesOff: without DemoPages, / and /app.js are Direct Line-shaped
-// 404s, and the library is still served.
+// TestDemoPagesOff: without DemoPages, the pages and their scripts are
+// Direct Line-shaped 404s, and the library is still served.
 func TestDemoPagesOff(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	for _, path := range []string{"/", "/app.js"} {
+	for _, path := range []string{"/", "/app.js", "/webchat", "/webchat/app.js", "/webchat/webchat.js"} {
 		resp, body := get(t, h.URL+path)
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: status %d, want 404", path, resp.StatusCode)
@@ -123,5 +127,99 @@ func TestDemoPagesOff(t *testing.T) {
 	}
 	if resp, _ := get(t, h.URL+"/sdk/dlsse.js"); resp.StatusCode != http.StatusOK {
 		t.Errorf("/sdk/dlsse.js: status %d", resp.StatusCode)
+	}
+}
+
+// TestWebChatPageServesTheBundle: /webchat is Web Chat's page under its CSP
+// (which lets the adapter read attachments from blob: URLs), and the bundle
+// configured is served from memory, gzipped for clients that take it, with
+// an ETag that answers 304.
+func TestWebChatPageServesTheBundle(t *testing.T) {
+	bundle := filepath.Join(t.TempDir(), "webchat.js")
+	content := []byte("window.WebChat = {};" + strings.Repeat("/* padding */", 500))
+	if err := os.WriteFile(bundle, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, harnessOptions{gateway: gateway.Config{DemoPages: true, WebChatBundle: bundle}})
+
+	resp, body := get(t, h.URL+"/webchat")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<script src="/webchat/webchat.js" defer></script>`) ||
+		!strings.Contains(body, `<script type="module" src="/webchat/app.js"></script>`) {
+		t.Fatalf("page: %d %s", resp.StatusCode, body)
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self' blob:") || strings.Contains(csp, "script-src") {
+		t.Errorf("CSP %q", csp)
+	}
+	if resp, js := get(t, h.URL+"/webchat/app.js"); resp.StatusCode != http.StatusOK || !strings.Contains(js, "createDirectLine") {
+		t.Errorf("app.js: %d", resp.StatusCode)
+	}
+
+	// Plain (Go's client asks for gzip itself unless told not to).
+	req, _ := http.NewRequest("GET", h.URL+"/webchat/webchat.js", nil)
+	req.Header.Set("Accept-Encoding", "identity")
+	plain, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(plain.Body)
+	plain.Body.Close()
+	etag := plain.Header.Get("ETag")
+	if plain.StatusCode != http.StatusOK || !bytes.Equal(got, content) || etag == "" ||
+		plain.Header.Get("Content-Type") != "text/javascript; charset=utf-8" {
+		t.Fatalf("bundle: %d, %d bytes, ETag %q, %q", plain.StatusCode, len(got), etag, plain.Header.Get("Content-Type"))
+	}
+
+	req.Header.Set("Accept-Encoding", "gzip")
+	zipped, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(zipped.Body)
+	zipped.Body.Close()
+	if zipped.Header.Get("Content-Encoding") != "gzip" || len(raw) >= len(content) {
+		t.Fatalf("gzip: encoding %q, %d bytes for %d", zipped.Header.Get("Content-Encoding"), len(raw), len(content))
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, _ := io.ReadAll(zr)
+	if !bytes.Equal(unzipped, content) {
+		t.Fatal("gzipped bundle differs from the file")
+	}
+
+	req.Header.Set("If-None-Match", etag)
+	cached, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached.Body.Close()
+	if cached.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match: status %d, want 304", cached.StatusCode)
+	}
+}
+
+// TestWebChatWithoutTheBundle: a missing bundle is no startup error; the
+// page is served (its script explains) and the bundle's path answers a
+// Direct Line-shaped 404 that names the fix.
+func TestWebChatWithoutTheBundle(t *testing.T) {
+	h := newHarness(t, harnessOptions{gateway: gateway.Config{DemoPages: true, WebChatBundle: filepath.Join(t.TempDir(), "absent.js")}})
+	if resp, _ := get(t, h.URL+"/webchat"); resp.StatusCode != http.StatusOK {
+		t.Errorf("page: %d", resp.StatusCode)
+	}
+	resp, body := get(t, h.URL+"/webchat/webchat.js")
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	if resp.StatusCode != http.StatusNotFound || json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error.Message, "scripts/fetch-webchat") {
+		t.Errorf("bundle: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestWebChatBundleUnreadable: a bundle path that exists but cannot be read
+// (here a directory) is a configuration error at start, not a 404 later.
+func TestWebChatBundleUnreadable(t *testing.T) {
+	if _, err := gateway.New(gateway.Config{DemoPages: true, WebChatBundle: t.TempDir()}, nil, nil); err == nil {
+		t.Fatal("New accepted a directory as the Web Chat bundle")
 	}
 }

@@ -84,21 +84,7 @@ func TestReconnectStormIsRateLimited(t *testing.T) {
 	})
 	ctx := testContext(t, 60*time.Second)
 
-	convs := make([]conversation, n)
-	streams := make([]*ssetest.Stream, n)
-	for i := range convs {
-		convs[i] = h.start()
-		streams[i] = h.open(ctx, convs[i].StreamURL, nil)
-	}
-	for i, s := range streams {
-		waitOnline(ctx, t, s)
-		if err := h.fake.Push(convs[i].ConversationID, fmt.Sprintf("pre-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, s := range streams {
-		expectTexts(ctx, t, s, []string{fmt.Sprintf("pre-%d", i)})
-	}
+	convs, streams := h.openLive(ctx, t, n)
 	if d := obs.delayed.Load(); d != 0 {
 		t.Fatalf("%d first connects were held back: the limit is for reconnects", d)
 	}

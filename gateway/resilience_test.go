@@ -955,21 +955,7 @@ func TestReconnectStormIsSpreadAndLosesNothing(t *testing.T) {
 	})
 	ctx := testContext(t, 30*time.Second)
 
-	convs := make([]conversation, n)
-	streams := make([]*ssetest.Stream, n)
-	for i := range convs {
-		convs[i] = h.start()
-		streams[i] = h.open(ctx, convs[i].StreamURL, nil)
-	}
-	for i, s := range streams {
-		waitOnline(ctx, t, s)
-		if err := h.fake.Push(convs[i].ConversationID, fmt.Sprintf("pre-%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, s := range streams {
-		expectTexts(ctx, t, s, []string{fmt.Sprintf("pre-%d", i)})
-	}
+	convs, streams := h.openLive(ctx, t, n)
 	if st := h.fake.Stats(); st.SocketsOpen != n {
 		t.Fatalf("sockets open %d, want %d", st.SocketsOpen, n)
 	}

@@ -82,21 +82,10 @@ func (f *staticFile) send(c *fiber.Ctx, contentType string) error {
 
 // webchatPage answers GET /webchat. It is served even without the bundle:
 // its script then says how to install it.
-func (g *Gateway) webchatPage(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, "text/html; charset=utf-8")
-	c.Set(fiber.HeaderContentSecurityPolicy, webchatCSP)
-	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	c.Set(fiber.HeaderCacheControl, "no-cache")
-	return c.Send(webchatHTML)
-}
+func (g *Gateway) webchatPage(c *fiber.Ctx) error { return sendPage(c, webchatHTML, webchatCSP) }
 
 // webchatScript answers GET /webchat/app.js, the page's own module.
-func (g *Gateway) webchatScript(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
-	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	c.Set(fiber.HeaderCacheControl, "no-cache")
-	return c.Send(webchatAppJS)
-}
+func (g *Gateway) webchatScript(c *fiber.Ctx) error { return sendScript(c, webchatAppJS) }
 
 // webchatBundle answers GET /webchat/webchat.js from memory, or a
 // Direct Line-shaped 404 naming the fix when the bundle is not installed.
