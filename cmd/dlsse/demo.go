@@ -48,7 +48,9 @@ func printDemoHelp(w io.Writer, cfg Config, secret string) {
 	fmt.Fprintf(w, `
 dlsse demo: a Direct Line fake with an echo bot runs inside this process.
 
-In a browser: open %[1]s/ (a plain chat page over the SSE stream).
+In a browser: open %[1]s/ (a plain chat page over the SSE stream),
+or %[1]s/webchat (Bot Framework Web Chat over the same stream; needs
+./scripts/fetch-webchat once).
 
 Or paste this into another terminal:
 
