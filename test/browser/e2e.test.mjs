@@ -17,7 +17,7 @@ import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-import { Harness, repo, requireTools } from './harness.mjs';
+import { Harness, TOKEN_TTL_S, repo, requireTools } from './harness.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const shots = join(repo, 'test-output/browser');
@@ -138,11 +138,16 @@ function recordStates(page) {
   });
 }
 
+let plainToken; // the plain page's first token, and when it was minted
+let plainTokenAt;
+
 test('2. the plain page chats through squid and nginx', async () => {
   plain = await proxied.newPage();
   await step('plain', plain, async () => {
+    plainTokenAt = Date.now();
     await plain.goto(h.origin + '/');
     await plain.waitForSelector('#status[data-state="online"]');
+    plainToken = await plain.evaluate(() => window.__dlsse.token);
     await plain.fill('#input', 'hello');
     const t0 = Date.now();
     await plain.click('#send');
@@ -297,4 +302,26 @@ test('6. the shipped HAProxy config serves the same chat (squid → haproxy → 
   });
   await page.close();
   await h.stop('haproxy');
+});
+
+test('7. the page refreshes its token and keeps chatting after the first one expired', async () => {
+  await step('token', plain, async () => {
+    // The library refreshes at half the token's life and moves the stream
+    // onto the new token; by the time the first token is dead, both the
+    // REST calls and the stream must be using a fresh one.
+    await plain.waitForFunction((first) => window.__dlsse.token !== first, plainToken, { timeout: TOKEN_TTL_S * 1000 });
+    const expired = plainTokenAt + TOKEN_TTL_S * 1000 + 1000;
+    await plain.waitForFunction((t) => Date.now() > t, expired, { timeout: TOKEN_TTL_S * 2000, polling: 250 });
+    const refreshes = h.logLines(h.nginxLog).filter((l) => l.startsWith('POST /v3/directline/tokens/refresh 200'));
+    assert.ok(refreshes.length >= 1, 'the page refreshed its token through nginx');
+
+    const conv = await plain.evaluate(() => window.__dlsse.conversationId);
+    await h.control('POST', `/conversations/${conv}/messages`, { texts: ['after the first token expired'] });
+    await waitForMessages(plain, 'after the first token expired', 1);
+    await plain.fill('#input', 'still here');
+    await plain.click('#send');
+    await plain.waitForFunction(() => [...document.querySelectorAll('#messages li')].some((li) => li.textContent === 'echo: still here'));
+    assert.equal(await plain.evaluate(() => document.getElementById('status').dataset.state), 'online');
+    console.log(`# token: ${refreshes.length} refresh(es) through nginx; chatting ${Math.round((Date.now() - plainTokenAt) / 1000)} s after the first token (${TOKEN_TTL_S} s) was minted`);
+  });
 });

@@ -14,6 +14,9 @@ import { createInterface } from 'node:readline';
 
 export const repo = resolve(import.meta.dirname, '../..');
 
+/** Lifetime of the fake's tokens, in seconds. */
+export const TOKEN_TTL_S = 16;
+
 /** Fails with a message naming what is missing, instead of a cryptic ENOENT. */
 export function requireTools(...tools) {
   const missing = tools.filter((t) => !existsSync(t));
@@ -107,7 +110,9 @@ export class Harness {
 
   /** Starts the Direct Line fake and returns its hello ({url, control, secret}). */
   async startFake() {
-    this.start('fake', this.fakeBin, ['-keepalive', '2s']);
+    // Tokens live TOKEN_TTL_S: short, so the pages refresh theirs (at half
+    // life) and outlive the first one while the test runs.
+    this.start('fake', this.fakeBin, ['-keepalive', '2s', '-token-ttl', `${TOKEN_TTL_S}s`]);
     const hello = await until('directline-fake hello line', () => this.logs.get('fake').find((l) => l.startsWith('{')));
     this.fake = JSON.parse(hello);
     return this.fake;
