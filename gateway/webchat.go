@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -31,15 +32,17 @@ var (
 // the adapter reads attachments from their blob: URLs (fetch) to upload them.
 const webchatCSP = "default-src 'self'; connect-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:"
 
-// staticFile is a file served from memory, with its gzip form and an ETag
-// computed once.
+// staticFile is a file served from memory, with an ETag computed once and
+// its gzip form made on first use (compressing Web Chat's bundle takes
+// ~0.2 s: not something to add to every start).
 type staticFile struct {
-	body, gz []byte
-	etag     string
+	body []byte
+	gz   func() []byte
+	etag string
 }
 
-// loadStaticFile reads path and compresses it once. A missing file is not
-// an error (nil, nil): the page then explains how to get it.
+// loadStaticFile reads path. A missing file is not an error (nil, nil):
+// the page then explains how to get it.
 func loadStaticFile(path string) (*staticFile, error) {
 	if path == "" {
 		return nil, nil
@@ -51,14 +54,20 @@ func loadStaticFile(path string) (*staticFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256(body)
+	return &staticFile{
+		body: body,
+		gz:   sync.OnceValue(func() []byte { return gzipped(body) }),
+		etag: `"` + hex.EncodeToString(sum[:12]) + `"`,
+	}, nil
+}
+
+func gzipped(b []byte) []byte {
 	var buf bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(body)
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(body)
-	return &staticFile{body: body, gz: buf.Bytes(), etag: `"` + hex.EncodeToString(sum[:12]) + `"`}, nil
+	zw.Write(b)
+	zw.Close() // writes to memory: cannot fail
+	return buf.Bytes()
 }
 
 // send answers with the file: 304 for a matching If-None-Match, gzip when
@@ -75,7 +84,7 @@ func (f *staticFile) send(c *fiber.Ctx, contentType string) error {
 	c.Set(fiber.HeaderContentType, contentType)
 	if c.Context().Request.Header.HasAcceptEncoding("gzip") {
 		c.Set(fiber.HeaderContentEncoding, "gzip")
-		return c.Send(f.gz)
+		return c.Send(f.gz())
 	}
 	return c.Send(f.body)
 }
