@@ -101,11 +101,11 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 	return nil
 }
 
-// openStream admits and subscribes a stream, then hands it to pump on a
-// goroutine of its own. Subscribing can be deep work (a Direct Line call,
-// JSON): done here, on a goroutine that ends, it does not leave the
-// long-lived one with a stack grown for it. Every way out either starts
-// pump, which owns the stream from then on, or ends the stream here.
+// openStream admits and subscribes a stream, then starts it. Subscribing
+// can be deep work (a Direct Line call, JSON); this goroutine ends once the
+// stream is started, and the stream itself holds a goroutine only while it
+// has something to write (sse.Start): an idle chat costs its state, not a
+// parked goroutine's stack.
 func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
 	sub, release := g.subscribeStream(conn, req)
 	if sub == nil {
@@ -113,7 +113,17 @@ func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
 		g.streams.done()
 		return
 	}
-	go g.pump(conn, sub, release)
+	g.cfg.Observer.StreamOpened()
+	sse.Start(g.stopCtx, conn, sub, g.sseOptions, func(reason sse.Reason) {
+		g.cfg.Observer.StreamClosed(reason)
+		sub.Close()
+		release()
+		conn.Close()
+		g.streams.done()
+		if e := g.lg.Debug(); e.Enabled() {
+			e.Str("conversation_id", sub.ConversationID()).Str("reason", string(reason)).Msg("stream closed")
+		}
+	})
 }
 
 // subscribeStream answers a refused stream itself and returns nil; for an
@@ -145,22 +155,6 @@ func (g *Gateway) subscribeStream(conn net.Conn, req streamRequest) (*session.Su
 	}
 	lg.Debug().Str("remote", req.remote).Msg("stream opened")
 	return sub, release
-}
-
-// pump runs an open stream until it ends. It is the one goroutine a
-// stream keeps for its life, so it starts small and does nothing deep:
-// its frames are what every idle stream's stack holds.
-func (g *Gateway) pump(conn net.Conn, sub *session.Subscriber, release func()) {
-	g.cfg.Observer.StreamOpened()
-	reason := sse.Serve(g.stopCtx, conn, sub, g.sseOptions)
-	g.cfg.Observer.StreamClosed(reason)
-	sub.Close()
-	release()
-	conn.Close()
-	g.streams.done()
-	if e := g.lg.Debug(); e.Enabled() {
-		e.Str("conversation_id", sub.ConversationID()).Str("reason", string(reason)).Msg("stream closed")
-	}
 }
 
 // rawConn unwraps fasthttp's hijacked connection, whose reads go through a

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dlsse/dlsse/sse"
 )
@@ -10,8 +11,9 @@ import (
 // Subscriber is one reader of a session: it implements sse.Feed over the
 // session's log. Only one goroutine (the stream loop) calls Next.
 type Subscriber struct {
-	s     *Session
-	wakeC chan struct{}
+	s      *Session
+	wakeC  chan struct{}
+	notify atomic.Pointer[func()] // set by sse.Start: called instead of wakeC
 
 	pos        uint64 // next log position to read
 	attachHead uint64 // log head when attached: ephemeral entries before it are history
@@ -49,7 +51,7 @@ type anchor struct {
 	hasLast   bool
 }
 
-var _ sse.Feed = (*Subscriber)(nil)
+var _ sse.Notifier = (*Subscriber)(nil)
 
 func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
 	sub := &Subscriber{s: s, wakeC: make(chan struct{}, 1)}
@@ -74,10 +76,25 @@ func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
 }
 
 func (sub *Subscriber) wake() {
+	if f := sub.notify.Load(); f != nil {
+		(*f)()
+		return
+	}
 	select {
 	case sub.wakeC <- struct{}{}:
 	default:
 	}
+}
+
+// SetNotify implements sse.Notifier: wake-ups call f instead of signalling
+// Ready (nil: Ready again). A wake-up missed while it changes is not lost
+// to a stream that reads Next after setting it, as sse.Start does.
+func (sub *Subscriber) SetNotify(f func()) {
+	if f == nil {
+		sub.notify.Store(nil)
+		return
+	}
+	sub.notify.Store(&f)
 }
 
 // Ready implements sse.Feed.

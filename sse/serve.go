@@ -78,9 +78,7 @@ var pingComment = AppendComment(nil, "ping")
 // client goes away, feed ends the stream, or ctx is done. It returns why the
 // stream ended. It never closes w.
 func Serve(ctx context.Context, w Writer, feed Feed, opt Options) Reason {
-	s := stream{w: w, opt: opt}
-	s.flush, _ = w.(flusher)
-	s.deadline, _ = w.(deadliner)
+	s := newStream(w, opt)
 
 	var heartbeat <-chan time.Time
 	var timer *time.Timer
@@ -90,34 +88,13 @@ func Serve(ctx context.Context, w Writer, feed Feed, opt Options) Reason {
 		heartbeat = timer.C
 	}
 
-	first := true
 	for {
-		bp := bufPool.Get().(*[]byte)
-		buf := (*bp)[:0]
-		if first && opt.Retry > 0 {
-			buf = AppendRetry(buf, opt.Retry)
-		}
-		first = false
-		var end Reason
-		buf, end = feed.Next(ctx, buf)
-		err := s.write(buf)
-		if cap(buf) <= maxPooledBuffer {
-			*bp = buf[:0]
-			bufPool.Put(bp)
-		}
-		if err != "" {
-			return err
-		}
+		wrote, end := s.drain(ctx, feed)
 		if end != "" {
 			return end
 		}
-		if len(buf) > 0 {
-			if timer != nil {
-				timer.Reset(opt.Heartbeat)
-			}
-			// There may be more than one batch waiting: ask again
-			// before sleeping.
-			continue
+		if wrote && timer != nil {
+			timer.Reset(opt.Heartbeat)
 		}
 
 		select {
@@ -141,6 +118,43 @@ type stream struct {
 	flush    flusher
 	deadline deadliner
 	opt      Options
+	first    bool // the retry hint is still to be written
+}
+
+func newStream(w Writer, opt Options) stream {
+	s := stream{w: w, opt: opt, first: true}
+	s.flush, _ = w.(flusher)
+	s.deadline, _ = w.(deadliner)
+	return s
+}
+
+// drain writes what feed has now, batch after batch (the first one starts
+// with the retry hint), until a batch comes back empty or the stream ends.
+// It reports whether it wrote anything.
+func (s *stream) drain(ctx context.Context, feed Feed) (wrote bool, end Reason) {
+	for {
+		bp := bufPool.Get().(*[]byte)
+		buf := (*bp)[:0]
+		if s.first && s.opt.Retry > 0 {
+			buf = AppendRetry(buf, s.opt.Retry)
+		}
+		s.first = false
+		buf, end = feed.Next(ctx, buf)
+		err := s.write(buf)
+		n := len(buf)
+		if cap(buf) <= maxPooledBuffer {
+			*bp = buf[:0]
+			bufPool.Put(bp)
+		}
+		if err != "" {
+			return wrote, err
+		}
+		wrote = wrote || n > 0
+		if end != "" || n == 0 {
+			return wrote, end
+		}
+		// There may be more than one batch waiting: ask again.
+	}
 }
 
 // write sends b (if any) and maps a failure to the reason the stream ends.
