@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -66,6 +67,7 @@ func TestConfigDefaults(t *testing.T) {
 		BackoffMax:        session.DefaultBackoffMax,
 		ReconnectRate:     1000,
 		ReconnectBurst:    100,
+		GCPercent:         25,
 		UpstreamTimeout:   20 * time.Second,
 		UpstreamKeepalive: 20 * time.Second,
 		UpstreamMaxConns:  512,
@@ -233,6 +235,7 @@ func TestConfigRejects(t *testing.T) {
 		{"negative reconnect rate", "reconnect_rate: -5\n", nil, nil, "reconnect_rate"},
 		{"NaN reconnect rate", "", nil, []string{"-reconnect-rate", "NaN"}, "reconnect_rate"},
 		{"zero reconnect burst", "", map[string]string{"DLSSE_RECONNECT_BURST": "0"}, nil, "reconnect_burst"},
+		{"zero gc percent", "", map[string]string{"DLSSE_GC_PERCENT": "0"}, nil, "gc_percent"},
 		{"no reconnect limit is allowed", "reconnect_rate: 0\n", nil, nil, ""},
 		{"negative upstream_max_conns", "", nil, []string{"-upstream-max-conns", "-1"}, "upstream_max_conns"},
 		{"no connection cap is allowed", "upstream_max_conns: 0\n", nil, nil, ""},
@@ -318,4 +321,25 @@ func TestZeroMeansNone(t *testing.T) {
 	expect(t, "512", zeroMeansNone(512), 512)
 	expect(t, "0 (float)", zeroMeansNone(0.0), -1.0)
 	expect(t, "2.5", zeroMeansNone(2.5), 2.5)
+}
+
+// TestGCPercentAppliedUnlessGOGC: gc_percent becomes the GC target, except
+// when the GOGC variable is set.
+func TestGCPercentAppliedUnlessGOGC(t *testing.T) {
+	orig := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(orig)
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+	if !applyGCPercent(25, env(nil)) {
+		t.Fatal("not applied without GOGC")
+	}
+	if got := debug.SetGCPercent(100); got != 25 {
+		t.Fatalf("GC percent %d, want 25", got)
+	}
+	if applyGCPercent(25, env(map[string]string{"GOGC": "200"})) {
+		t.Fatal("applied although GOGC is set")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GC percent %d, want it left at 100", got)
+	}
 }

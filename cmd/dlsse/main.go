@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	applyGCPercent(cfg.GCPercent, getenv)
 	lg, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
@@ -65,6 +67,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printDemoHelp(stdout, cfg, fake.Secret())
 	}
 	return serve(ctx, cfg, lg)
+}
+
+// applyGCPercent sets Go's GC target to gc_percent, unless the GOGC
+// variable (Go's own knob, which an operator may have set on purpose) is
+// set. It reports whether it did.
+func applyGCPercent(percent int, getenv func(string) string) bool {
+	if getenv("GOGC") != "" {
+		return false
+	}
+	debug.SetGCPercent(percent)
+	return true
 }
 
 // serve runs the gateway until ctx ends, then shuts it down within
