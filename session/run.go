@@ -11,69 +11,99 @@ import (
 	"github.com/dlsse/dlsse/upstream"
 )
 
-// run is the session's one goroutine: open the upstream stream, read it
-// into the log, and when it drops open it again from the stored watermark,
-// until the session is retired.
+// run starts the session's life on upstream: connect, read, reconnect
+// from the stored watermark when the stream drops, until the session is
+// retired. That life is a chain of goroutines, one at a time, never two
+// (the "run goroutine" the rest of the package speaks of): connect does
+// the deep work (REST calls, the dial) and hands a connected stream to a
+// fresh goroutine that only reads it, and which, when the stream drops,
+// carries on with the reconnect. A session idling on a healthy stream
+// thus holds one goroutine with a small stack: a goroutine keeps the stack
+// its deepest work grew, and Go halves it only when little of it is used.
 func (s *Session) run() {
-	obs := s.m.cfg.Observer
-	obs.SessionOpened()
-	defer s.m.wg.Done()
-	defer obs.SessionClosed()
-	defer s.stop()
-	defer s.markReady(errRetired) // unblocks waiters if run ends before ready
-	attempt := 0
+	s.m.cfg.Observer.SessionOpened()
+	s.connect(0)
+}
+
+// finish ends the chain: what run's caller is owed once the session is
+// over, in this order.
+func (s *Session) finish() {
+	s.markReady(errRetired) // unblocks waiters if the session ends before ready
+	s.stop()
+	s.m.cfg.Observer.SessionClosed()
+	s.m.wg.Done()
+}
+
+// connect opens the upstream stream, retrying per the verdict and backoff
+// (attempt counts failures so far), then starts readUpstream on it and
+// returns. It finishes the session when it gives up.
+func (s *Session) connect(attempt int) {
 	for {
 		stream, err := s.open()
 		if err != nil {
 			if s.ctx.Err() != nil {
+				s.finish()
 				return
 			}
 			switch s.verdict(err) {
 			case stop:
+				s.finish()
 				return
 			case retryNow:
 				continue
 			}
 			if !s.pause(&attempt, err, "upstream stream not open") {
+				s.finish()
 				return
 			}
 			continue
 		}
-		obs.UpstreamConnected()
+		s.m.cfg.Observer.UpstreamConnected()
 		s.setStatus(Status{State: StateOnline})
-		opened := time.Now()
-		err = s.read(stream)
-		_ = stream.Close()
-		obs.UpstreamDisconnected()
-		if s.ctx.Err() != nil {
-			return
-		}
-		if time.Since(opened) >= s.m.cfg.StableAfter {
-			attempt = 0
-		}
-		switch {
-		case s.endSeen:
-			s.setStatus(Status{State: StateEnded, Reason: "the conversation ended"})
-			s.m.markEnded(s.id)
-			s.endWith(ErrEnded, nil)
-			return
-		case upstream.IsCollision(err) && s.m.retire(s, false):
-			// Someone else holds the conversation's socket and
-			// nobody here is listening (nor about to): let them
-			// have it.
-			s.lg().Info().Msg("upstream stream taken over elsewhere (collision), session closed")
-			return
-		}
-		obs.Reconnect(dropReason(err))
-		if errors.Is(err, upstream.ErrMessageTooLarge) {
-			// Reconnecting would replay the same oversized message
-			// forever: poll past it first.
-			s.pollPast(err)
-		}
-		if !s.pause(&attempt, err, "upstream stream dropped") {
-			return
-		}
+		go s.readUpstream(stream, attempt, time.Now())
+		return
 	}
+}
+
+// readUpstream reads a connected stream into the log until it drops, then
+// decides: end, give the conversation up, or reconnect (on this goroutine,
+// which then ends).
+func (s *Session) readUpstream(stream *upstream.Stream, attempt int, opened time.Time) {
+	err := s.read(stream)
+	_ = stream.Close()
+	s.m.cfg.Observer.UpstreamDisconnected()
+	if s.ctx.Err() != nil {
+		s.finish()
+		return
+	}
+	if time.Since(opened) >= s.m.cfg.StableAfter {
+		attempt = 0
+	}
+	switch {
+	case s.endSeen:
+		s.setStatus(Status{State: StateEnded, Reason: "the conversation ended"})
+		s.m.markEnded(s.id)
+		s.endWith(ErrEnded, nil)
+		s.finish()
+		return
+	case upstream.IsCollision(err) && s.m.retire(s, false):
+		// Someone else holds the conversation's socket and nobody here
+		// is listening (nor about to): let them have it.
+		s.lg().Info().Msg("upstream stream taken over elsewhere (collision), session closed")
+		s.finish()
+		return
+	}
+	s.m.cfg.Observer.Reconnect(dropReason(err))
+	if errors.Is(err, upstream.ErrMessageTooLarge) {
+		// Reconnecting would replay the same oversized message forever:
+		// poll past it first.
+		s.pollPast(err)
+	}
+	if !s.pause(&attempt, err, "upstream stream dropped") {
+		s.finish()
+		return
+	}
+	s.connect(attempt)
 }
 
 // stop ends what the session scheduled besides run, and waits for it.
@@ -242,17 +272,39 @@ func (s *Session) read(stream *upstream.Stream) error {
 	stop := context.AfterFunc(s.ctx, func() { _ = stream.Close() })
 	defer stop()
 	for {
-		set, err := stream.Next()
+		m, err := stream.ReadMessage()
 		if err != nil {
-			var fe *upstream.FrameError
-			if errors.As(err, &fe) {
-				s.lg().Warn().Msg("malformed upstream stream message skipped")
-				continue
-			}
 			return err
 		}
+		if m.Empty() { // a keepalive: nothing to decode
+			m.Release()
+			continue
+		}
+		// Decoding and ingesting take stack (JSON, encoding, waking
+		// subscribers); done on a goroutine of their own, they leave
+		// this one, which lives as long as the stream, small.
+		s.pending = m
+		go s.ingestPendingFn()
+		<-s.ingested
+	}
+}
+
+// ingestPending decodes and ingests the message read hands over, then
+// gives read the turn back. The two never run at once, so the session's
+// state stays owned by one goroutine at a time.
+func (s *Session) ingestPending() {
+	m := s.pending
+	s.pending = upstream.Message{}
+	set, known, err := m.Decode()
+	m.Release()
+	var fe *upstream.FrameError
+	switch {
+	case errors.As(err, &fe):
+		s.lg().Warn().Msg("malformed upstream stream message skipped")
+	case known:
 		s.ingest(set)
 	}
+	s.ingested <- struct{}{}
 }
 
 // backoff is the delay before reconnect attempt n: exponential with full

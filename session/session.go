@@ -38,6 +38,13 @@ type Session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	// Between read and ingestPending (run.go): the message handed over,
+	// the turn handed back, and ingestPending bound once (a closure per
+	// message would allocate).
+	pending         upstream.Message
+	ingested        chan struct{}
+	ingestPendingFn func()
+
 	// Owned by the run goroutine.
 	firstCredential string // the creator's: what readiness speaks for
 	lastCredential  string // what the last upstream call used
@@ -80,7 +87,9 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		hasOffer:        hasOffer,
 		ready:           make(chan struct{}),
 		subs:            make(map[*Subscriber]struct{}),
+		ingested:        make(chan struct{}),
 	}
+	s.ingestPendingFn = s.ingestPending
 	// A session starts where Direct Line vouches for: an offer's start,
 	// or "now" (a poll first). Never at a client's cursor: a cursor from
 	// the future, or from another conversation, would put the log where

@@ -161,7 +161,12 @@ func (s *Stream) sendKeepalive() {
 // types it does not know are skipped. A close frame yields *ClosedError.
 func (s *Stream) Next() (ActivitySet, error) {
 	for {
-		set, known, err := s.nextMessage()
+		m, err := s.ReadMessage()
+		if err != nil {
+			return ActivitySet{}, err
+		}
+		set, known, err := m.Decode()
+		m.Release()
 		if err != nil || known {
 			return set, err
 		}
@@ -176,29 +181,49 @@ var messageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // maxPooledMessage keeps one huge message from pinning its buffer.
 const maxPooledMessage = 64 << 10
 
-// nextMessage reads and decodes one message. known is false for what Next
-// skips: keepalives, binary messages, and objects without "activities".
-func (s *Stream) nextMessage() (set ActivitySet, known bool, err error) {
+// Message is one stream message as read, not decoded yet: Next is
+// ReadMessage, then Decode, then Release. Reading and decoding apart let a
+// caller keep its reading goroutine shallow (decoding JSON takes stack).
+type Message struct {
+	typ int
+	buf *bytes.Buffer
+}
+
+// ReadMessage reads the next message whole. Release it when done.
+func (s *Stream) ReadMessage() (Message, error) {
 	typ, r, err := s.conn.NextReader()
 	if err == nil {
 		buf := messageBuffers.Get().(*bytes.Buffer)
-		defer func() {
-			if buf.Cap() <= maxPooledMessage {
-				buf.Reset()
-				messageBuffers.Put(buf)
-			}
-		}()
-		_, err = buf.ReadFrom(r)
-		if err == nil {
+		if _, err = buf.ReadFrom(r); err == nil {
 			_ = s.extendRead()
-			return decodeMessage(typ, buf.Bytes())
+			return Message{typ: typ, buf: buf}, nil
 		}
+		Message{buf: buf}.Release()
 	}
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: no close frame, a drop
-		return ActivitySet{}, true, &ClosedError{Code: ce.Code, Reason: ce.Text}
+		return Message{}, &ClosedError{Code: ce.Code, Reason: ce.Text}
 	}
-	return ActivitySet{}, true, fmt.Errorf("upstream: stream read: %w", err)
+	return Message{}, fmt.Errorf("upstream: stream read: %w", err)
+}
+
+// Empty reports a message Next skips without decoding: a keepalive (an
+// empty text message) or a binary one.
+func (m Message) Empty() bool { return m.typ != websocket.TextMessage || m.buf.Len() == 0 }
+
+// Decode decodes the message. known is false for what Next skips:
+// keepalives, binary messages, objects without "activities". The set does
+// not refer to the message's buffer.
+func (m Message) Decode() (set ActivitySet, known bool, err error) {
+	return decodeMessage(m.typ, m.buf.Bytes())
+}
+
+// Release gives the message's buffer back; the message is unusable after.
+func (m Message) Release() {
+	if m.buf != nil && m.buf.Cap() <= maxPooledMessage {
+		m.buf.Reset()
+		messageBuffers.Put(m.buf)
+	}
 }
 
 // decodeMessage decodes an ActivitySet in one pass. Its activities are
