@@ -77,14 +77,14 @@ type Config struct {
 	WebChatBundle string `koanf:"webchat_bundle"`
 }
 
-// defaultGCPercent is gc_percent's default, a quarter of Go's 100. A
-// gateway's live heap is small per chat and its allocation rate low, so
-// the headroom Go leaves by default is most of what a session costs beyond
-// its sockets: measured at 9,800 sessions, 26.1 KiB of RSS per session
-// with 100, 19.7 KiB with 25, for no measurable CPU on a chat load
-// (docs/benchmarks.md). A burst to many subscribers pays for it: ~1.6 M
-// events/s with 100, ~0.9 M with 25.
-const defaultGCPercent = 25
+// defaultGCPercent is gc_percent's default, half of Go's 100. A gateway's
+// live heap is small per chat and its allocation rate low, so the headroom
+// Go leaves by default is a large share of what a session costs beyond its
+// sockets. Measured at 9,800 sessions (docs/benchmarks.md): 23.4 KiB of
+// RSS per session with 100, 18.1 with 50, 16.1 with 25; a burst to 1,000
+// subscribers pays for it: ~1.6 M events/s with 100, ~1.05 M with 50,
+// ~0.85 M with 25. Chat loads showed no CPU difference.
+const defaultGCPercent = 50
 
 // defaults is the configuration before any source is read.
 func defaults() Config {

@@ -67,7 +67,7 @@ func TestConfigDefaults(t *testing.T) {
 		BackoffMax:        session.DefaultBackoffMax,
 		ReconnectRate:     1000,
 		ReconnectBurst:    100,
-		GCPercent:         25,
+		GCPercent:         50,
 		UpstreamTimeout:   20 * time.Second,
 		UpstreamKeepalive: 20 * time.Second,
 		UpstreamMaxConns:  512,
