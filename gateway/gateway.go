@@ -182,6 +182,8 @@ type Gateway struct {
 	webchat *staticFile // nil: no Web Chat bundle to serve
 
 	sseOptions sse.Options // the same for every stream
+
+	listener atomic.Pointer[quietListener] // set by Serve
 }
 
 // New builds a Gateway over an upstream client and a session manager. It
@@ -288,7 +290,12 @@ func (g *Gateway) App() *fiber.App { return g.app }
 
 // Serve serves on ln until Shutdown.
 func (g *Gateway) Serve(ln net.Listener) error {
-	err := g.app.Listener(ln)
+	ql := newQuietListener(ln)
+	g.listener.Store(ql)
+	if g.stopping.Load() {
+		ql.shutdown() // Shutdown came first: serve nothing
+	}
+	err := g.app.Listener(ql)
 	if g.stopping.Load() {
 		return nil
 	}
@@ -311,6 +318,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.streams.close()
 	g.stop()
+	if ql := g.listener.Load(); ql != nil {
+		ql.shutdown()
+	}
 	errREST := g.app.ShutdownWithContext(ctx)
 	errStreams := g.streams.wait(ctx)
 	return errors.Join(errREST, errStreams)
