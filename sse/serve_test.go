@@ -105,6 +105,19 @@ func countPoolMisses(t *testing.T) *atomic.Int64 {
 // pointer that holds it.
 const allocsPerPoolMiss = 2
 
+// mallocsDuring runs fn runs times and returns the allocations made
+// meanwhile, less those that bufPool's misses account for.
+func mallocsDuring(misses *atomic.Int64, runs int, fn func()) int64 {
+	before := misses.Load()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	for range runs {
+		fn()
+	}
+	runtime.ReadMemStats(&ms1)
+	return int64(ms1.Mallocs-ms0.Mallocs) - allocsPerPoolMiss*(misses.Load()-before)
+}
+
 // TestServeZeroAllocsPerEvent pins the stream loop's part of "encode once,
 // then 0 allocations per event per subscriber": taking a batch from the
 // feed, writing it with a deadline, flushing, resetting the heartbeat,
@@ -125,17 +138,8 @@ func TestServeZeroAllocsPerEvent(t *testing.T) {
 	// again allocates (the race detector's pool misses make garbage).
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	const runs = 1000
-	before := misses.Load()
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	for range runs {
-		publish()
-	}
-	runtime.ReadMemStats(&ms1)
-	got := int64(ms1.Mallocs-ms0.Mallocs) - allocsPerPoolMiss*(misses.Load()-before)
-	if got != 0 {
-		t.Errorf("Serve allocated %d times in %d events (not counting %d pool misses), want 0",
-			got, runs, misses.Load()-before)
+	if got := mallocsDuring(misses, runs, publish); got != 0 {
+		t.Errorf("Serve allocated %d times in %d events (pool misses not counted), want 0", got, runs)
 	}
 }
 
@@ -159,15 +163,7 @@ func TestServeHeartbeatZeroAllocs(t *testing.T) {
 			<-w.written
 		}
 		const runs = 100
-		before := misses.Load()
-		var ms0, ms1 runtime.MemStats
-		runtime.ReadMemStats(&ms0)
-		for range runs {
-			<-w.written
-		}
-		runtime.ReadMemStats(&ms1)
-		got := int64(ms1.Mallocs-ms0.Mallocs) - allocsPerPoolMiss*(misses.Load()-before)
-		if got != 0 {
+		if got := mallocsDuring(misses, runs, func() { <-w.written }); got != 0 {
 			t.Errorf("%d heartbeats allocated %d times, want 0", runs, got)
 		}
 		cancel()

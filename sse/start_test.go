@@ -252,20 +252,11 @@ func TestStartZeroAllocsPerEvent(t *testing.T) {
 	}
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	const runs = 1000
-	before := misses.Load()
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	for range runs {
-		publish()
-	}
-	runtime.ReadMemStats(&ms1)
-	got := int64(ms1.Mallocs-ms0.Mallocs) - allocsPerPoolMiss*(misses.Load()-before)
 	// The path allocates nothing; starting a goroutine now and then makes
 	// the scheduler allocate a descriptor (1 in ~1,000 wake-ups seen). A
 	// per-event allocation would show as >= runs.
-	if got > runs/100 {
-		t.Errorf("Start allocated %d times in %d events (not counting %d pool misses), want ~0",
-			got, runs, misses.Load()-before)
+	if got := mallocsDuring(misses, runs, publish); got > runs/100 {
+		t.Errorf("Start allocated %d times in %d events (pool misses not counted), want ~0", got, runs)
 	}
 	cancel()
 	if r := <-ended; r != ReasonShutdown {

@@ -10,18 +10,14 @@ import (
 // WebSockets: the latency floor of this machine, fake and client, which
 // dlsse's latency is compared with.
 type baselineReport struct {
-	Conversations int          `json:"conversations"`
-	Interval      string       `json:"interval"`
-	Rounds        int          `json:"rounds"`
-	ConnectS      float64      `json:"connect_s"`
-	CPU           cpuUse       `json:"cpu"`
-	Events        int64        `json:"events"`
-	Expected      int64        `json:"expected"`
-	Lost          int64        `json:"lost"`
-	Duplicated    int64        `json:"duplicated"`
-	Disconnects   int64        `json:"client_disconnects"`
-	Latency       latencyStats `json:"latency"`
-	FakeMaxLagMs  float64      `json:"fake_max_lag_ms"`
+	Conversations int     `json:"conversations"`
+	Interval      string  `json:"interval"`
+	Rounds        int     `json:"rounds"`
+	ConnectS      float64 `json:"connect_s"`
+	CPU           cpuUse  `json:"cpu"`
+	delivery
+	Latency      latencyStats `json:"latency"`
+	FakeMaxLagMs float64      `json:"fake_max_lag_ms"`
 
 	// With dlsse (the widgets scenario of the same run), when it ran.
 	Dlsse *latencyStats `json:"dlsse_latency,omitempty"`

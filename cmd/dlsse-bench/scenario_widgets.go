@@ -30,17 +30,13 @@ type widgetsReport struct {
 	PerSessionRuntime goRuntime `json:"runtime_per_session"`
 	PerEventRuntime   goRuntime `json:"runtime_per_event"`
 
-	IdleCPU        cpuUse       `json:"cpu_idle"` // C sessions, no message: keepalives and heartbeats only
-	CPU            cpuUse       `json:"cpu"`
-	CPUPer1kEvents float64      `json:"dlsse_cpu_ms_per_1k_events"`
-	CPUPer1kMarg   float64      `json:"dlsse_marginal_cpu_ms_per_1k_events"` // minus the idle rate
-	Events         int64        `json:"events"`
-	Expected       int64        `json:"expected"`
-	Lost           int64        `json:"lost"`
-	Duplicated     int64        `json:"duplicated"`
-	Disconnects    int64        `json:"client_disconnects"`
-	Latency        latencyStats `json:"latency"`
-	FakeMaxLagMs   float64      `json:"fake_max_lag_ms"`
+	IdleCPU        cpuUse  `json:"cpu_idle"` // C sessions, no message: keepalives and heartbeats only
+	CPU            cpuUse  `json:"cpu"`
+	CPUPer1kEvents float64 `json:"dlsse_cpu_ms_per_1k_events"`
+	CPUPer1kMarg   float64 `json:"dlsse_marginal_cpu_ms_per_1k_events"` // minus the idle rate
+	delivery
+	Latency      latencyStats `json:"latency"`
+	FakeMaxLagMs float64      `json:"fake_max_lag_ms"`
 }
 
 // widgets: connect C subscribers (one per conversation), measure dlsse's

@@ -65,3 +65,12 @@ func exactlyOnce(recs []*recorder, want func(i int) int64) (lost, dups int64) {
 	}
 	return lost, dups
 }
+
+// delivery is what a trickle scenario counts of its clients' events.
+type delivery struct {
+	Events      int64 `json:"events"`
+	Expected    int64 `json:"expected"`
+	Lost        int64 `json:"lost"`
+	Duplicated  int64 `json:"duplicated"`
+	Disconnects int64 `json:"client_disconnects"`
+}
