@@ -11,7 +11,9 @@ import (
 // the moment it waits for its first request, and its Shutdown waits for
 // active connections, up to the read timeout. Such connections are common:
 // browsers preconnect, and HTTP clients keep spare connections they dialled
-// for a request that another connection served. Closing one loses nothing.
+// for a request that another connection served. Closing one that has no
+// bytes waiting loses nothing (a request sent at that very instant meets a
+// closed connection, as it would when any server closes an idle one).
 type quietListener struct {
 	net.Listener
 	closeOnce sync.Once
@@ -51,8 +53,9 @@ func (l *quietListener) Close() error {
 	return nil
 }
 
-// shutdown stops accepting and closes every connection that never sent a
-// byte.
+// shutdown stops accepting and closes every connection that has not sent
+// a byte and has none waiting: one whose request is in the socket but not
+// read yet is left to be served.
 func (l *quietListener) shutdown() {
 	l.Close()
 	l.mu.Lock()
@@ -61,7 +64,9 @@ func (l *quietListener) shutdown() {
 	l.quiet = nil
 	l.mu.Unlock()
 	for c := range quiet {
-		c.Conn.Close()
+		if !bytesWaiting(c.Conn) && c.state.CompareAndSwap(connQuiet, connShut) {
+			c.Conn.Close()
+		}
 	}
 }
 
@@ -71,23 +76,37 @@ func (l *quietListener) heard(c *quietConn) {
 	l.mu.Unlock()
 }
 
+// The states of a quietConn. Read and shutdown race on one CAS from
+// connQuiet, so a connection whose first bytes were read is never closed
+// by shutdown, and one shutdown closed never serves a request.
+const (
+	connQuiet int32 = iota // nothing read yet
+	connHeard              // bytes read, or closed by its owner
+	connShut               // closed by shutdown
+)
+
 // quietConn tells its listener when its first byte arrives or it closes.
 type quietConn struct {
 	net.Conn
 	l     *quietListener
-	heard atomic.Bool
+	state atomic.Int32
 }
 
 func (c *quietConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && !c.heard.Load() && c.heard.CompareAndSwap(false, true) {
+	if n > 0 && c.state.Load() != connHeard {
+		if !c.state.CompareAndSwap(connQuiet, connHeard) {
+			// shutdown closed it between the read and here: the bytes
+			// must not become a request nobody can be told about.
+			return 0, net.ErrClosed
+		}
 		c.l.heard(c)
 	}
 	return n, err
 }
 
 func (c *quietConn) Close() error {
-	if c.heard.CompareAndSwap(false, true) {
+	if c.state.CompareAndSwap(connQuiet, connHeard) {
 		c.l.heard(c)
 	}
 	return c.Conn.Close()

@@ -119,10 +119,10 @@ func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
 		sub.Close()
 		release()
 		conn.Close()
-		g.streams.done()
 		if e := g.lg.Debug(); e.Enabled() {
 			e.Str("conversation_id", sub.ConversationID()).Str("reason", string(reason)).Msg("stream closed")
 		}
+		g.streams.done() // last: Shutdown may return once it is called
 	})
 }
 
@@ -148,6 +148,7 @@ func (g *Gateway) subscribeStream(conn net.Conn, req streamRequest) (*session.Su
 		g.refuseStream(conn, req.headers, err, lg)
 		return nil, nil
 	}
+	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
 	if _, err := conn.Write(streamHead(req.headers)); err != nil {
 		sub.Close()
 		release()
