@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -18,6 +19,39 @@ import (
 // delayed at all.
 type reconnectLimit struct {
 	lim *rate.Limiter // nil: no limit
+
+	// Every call into lim goes through mu with a time that never goes
+	// back. rate.Limiter sets its clock to the time it is given, even an
+	// earlier one, and then counts the interval again for the next caller:
+	// with thousands of sessions taking time.Now() before queueing on its
+	// lock, a storm of 8,000 reconnects measured 2.5 s faster than the
+	// rate allows.
+	mu   sync.Mutex
+	last time.Time
+	now  func() time.Time
+}
+
+// at returns the time to give lim: now, or the last one given if now is
+// earlier. mu must be held.
+func (l *reconnectLimit) at() time.Time {
+	t := l.now()
+	if t.Before(l.last) {
+		t = l.last
+	}
+	l.last = t
+	return t
+}
+
+func (l *reconnectLimit) reserve() *rate.Reservation {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lim.ReserveN(l.at(), 1)
+}
+
+func (l *reconnectLimit) cancel(r *rate.Reservation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.CancelAt(l.at())
 }
 
 // newReconnectLimit returns a limit of perSecond reconnects with bursts of
@@ -27,7 +61,7 @@ func newReconnectLimit(perSecond float64, burst int) *reconnectLimit {
 	if perSecond < 0 {
 		return &reconnectLimit{}
 	}
-	return &reconnectLimit{lim: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1))}
+	return &reconnectLimit{lim: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1)), now: time.Now}
 }
 
 // wait blocks until the caller may reconnect, or until ctx ends: a
@@ -45,7 +79,7 @@ func (l *reconnectLimit) wait(ctx context.Context, delayed func(time.Duration)) 
 	if l.lim == nil {
 		return true
 	}
-	r := l.lim.Reserve()
+	r := l.reserve()
 	d := r.Delay()
 	if d <= 0 {
 		return true
@@ -59,7 +93,7 @@ func (l *reconnectLimit) wait(ctx context.Context, delayed func(time.Duration)) 
 	case <-t.C:
 		return true
 	case <-ctx.Done():
-		r.Cancel()
+		l.cancel(r)
 		return false
 	}
 }

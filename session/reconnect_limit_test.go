@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // TestReconnectLimitSpreadsAStorm: every session of a process wants to
@@ -231,4 +233,32 @@ func TestAwaitReconnectTurn(t *testing.T) {
 			t.Errorf("a stopped session waited %v more", d)
 		}
 	})
+}
+
+// TestReconnectLimitClockNeverGoesBack: rate.Limiter takes the time it is
+// given as its clock, even an earlier one, and counts the interval again
+// for the next caller; callers that read the time before queueing on its
+// lock hand it such times in a storm. The limit gives it times that never
+// go back, so reservations stay at the rate however the callers' clocks
+// interleave.
+func TestReconnectLimitClockNeverGoesBack(t *testing.T) {
+	l := newReconnectLimit(100, 1)
+	base := time.Now()
+	calls := 0
+	l.now = func() time.Time { // late, early, late, early...
+		calls++
+		if calls%2 == 0 {
+			return base
+		}
+		return base.Add(500 * time.Millisecond)
+	}
+	var last *rate.Reservation
+	for range 200 {
+		last = l.reserve()
+	}
+	// 200 at 100 a second, one at a time: the last acts ~1.99 s after the
+	// first. A clock going back would have handed out fresh tokens.
+	if got := last.DelayFrom(base.Add(500 * time.Millisecond)); got < 1900*time.Millisecond {
+		t.Fatalf("the 200th reservation waits %v, want about 1.99 s", got)
+	}
 }
