@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"strings"
 	"sync"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/dlsse/dlsse/internal/fixture"
 
 	"github.com/dlsse/dlsse/sse"
 )
@@ -73,25 +74,8 @@ func (f *fanOut) pull(ctx context.Context, w io.Writer, buf []byte) []byte {
 	return buf
 }
 
-// benchActivity returns a compact Direct Line message activity of about
-// size bytes: what ingest hands the encoder, one line of JSON.
-func benchActivity(size int) []byte {
-	act := map[string]any{
-		"type":         "message",
-		"id":           "Fk2b1rHfCEX8PqEHH3dyCo-eu|0000042",
-		"timestamp":    "2024-05-14T09:21:37.4521234Z",
-		"channelId":    "directline",
-		"from":         map[string]string{"id": "contoso-bot", "name": "Contoso Bot"},
-		"conversation": map[string]string{"id": "Fk2b1rHfCEX8PqEHH3dyCo-eu"},
-		"replyToId":    "Fk2b1rHfCEX8PqEHH3dyCo-eu|0000041",
-		"text":         "",
-	}
-	bare, _ := json.Marshal(act)
-	pad := max(size-len(bare), 0)
-	act["text"] = strings.Repeat("Your order has shipped. ", pad/24+1)[:pad]
-	b, _ := json.Marshal(act)
-	return b
-}
+// benchActivity is the shared test activity of about size bytes.
+func benchActivity(size int) []byte { return fixture.Activity(size) }
 
 // benchEvent is a message activity of about size bytes, encoded as ingest
 // encodes it (with its cursor as id).

@@ -3,29 +3,13 @@ package sse
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
+
+	"github.com/dlsse/dlsse/internal/fixture"
 )
 
-// benchActivity returns a compact Direct Line message activity of about
-// size bytes (never less than the bare activity): what the session hands
-// the encoder, one line of JSON.
-func benchActivity(size int) []byte {
-	act := map[string]any{
-		"type":         "message",
-		"id":           "Fk2b1rHfCEX8PqEHH3dyCo-eu|0000042",
-		"timestamp":    "2024-05-14T09:21:37.4521234Z",
-		"channelId":    "directline",
-		"from":         map[string]string{"id": "contoso-bot", "name": "Contoso Bot"},
-		"conversation": map[string]string{"id": "Fk2b1rHfCEX8PqEHH3dyCo-eu"},
-		"replyToId":    "Fk2b1rHfCEX8PqEHH3dyCo-eu|0000041",
-		"text":         "",
-	}
-	bare, _ := json.Marshal(act)
-	act["text"] = strings.Repeat("Your order has shipped. ", max(size-len(bare), 0)/24+1)[:max(size-len(bare), 0)]
-	b, _ := json.Marshal(act)
-	return b
-}
+// benchActivity is the shared test activity of about size bytes.
+func benchActivity(size int) []byte { return fixture.Activity(size) }
 
 // benchSizes are the activity sizes the encoder benchmarks use: a short
 // chat message and one with a card-sized payload.
