@@ -11,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dlsse/dlsse/internal/fixture"
-
 	"github.com/dlsse/dlsse/sse"
 )
 
