@@ -34,7 +34,10 @@ const webchatCSP = "default-src 'self'; connect-src 'self' blob:; style-src 'sel
 
 // staticFile is a file served from memory, with an ETag computed once and
 // its gzip form made on first use (compressing Web Chat's bundle takes
-// ~0.2 s: not something to add to every start).
+// ~0.2 s: not something to add to every start). Not Fiber's compress and
+// etag middleware: they would compress and hash 3.9 MB on every request,
+// and the compressor keeps a pool of goroutines for the life of the
+// process.
 type staticFile struct {
 	body []byte
 	gz   func() []byte

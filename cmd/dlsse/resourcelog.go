@@ -1,10 +1,11 @@
 package main
 
 import (
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 )
 
 // resourceLogEvery is how often at most a local resource error is logged.
@@ -16,33 +17,21 @@ const resourceLogEvery = 10 * time.Second
 // thousands when a storm meets the descriptor limit; the breaker ignores
 // them, so this warning is how an operator learns to raise the limit.
 type resourceWarner struct {
-	lg    zerolog.Logger
-	every time.Duration
-	now   func() time.Time
-
-	mu         sync.Mutex
-	last       time.Time // of the last warning; zero: none yet
-	suppressed int       // errors since then, not logged
+	lg       zerolog.Logger
+	every    rate.Sometimes
+	unlogged atomic.Int64 // errors since the last warning, this one included
 }
 
 func newResourceWarner(lg zerolog.Logger) *resourceWarner {
-	return &resourceWarner{lg: lg, every: resourceLogEvery, now: time.Now}
+	return &resourceWarner{lg: lg, every: rate.Sometimes{First: 1, Interval: resourceLogEvery}}
 }
 
 // note is upstream.Hooks.LocalResourceError.
 func (w *resourceWarner) note(op string, err error) {
-	w.mu.Lock()
-	now := w.now()
-	if !w.last.IsZero() && now.Sub(w.last) < w.every {
-		w.suppressed++
-		w.mu.Unlock()
-		return
-	}
-	w.last = now
-	suppressed := w.suppressed
-	w.suppressed = 0
-	w.mu.Unlock()
-	w.lg.Warn().Str("operation", op).Err(err).Int("unlogged_since_last", suppressed).
-		Msg("out of local resources (file descriptors, socket buffers or memory) for a Direct Line call; " +
-			"not counted against Direct Line, retried with backoff; raise the descriptor limit (ulimit -n) or the instance count")
+	w.unlogged.Add(1)
+	w.every.Do(func() {
+		w.lg.Warn().Str("operation", op).Err(err).Int64("unlogged_since_last", w.unlogged.Swap(0)-1).
+			Msg("out of local resources (file descriptors, socket buffers or memory) for a Direct Line call; " +
+				"not counted against Direct Line, retried with backoff; raise the descriptor limit (ulimit -n) or the instance count")
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,22 +15,25 @@ import (
 // TestResourceWarnerLogsOncePerBurst: a burst of EMFILE is one warning;
 // the next warning, an interval later, says how many went unlogged.
 func TestResourceWarnerLogsOncePerBurst(t *testing.T) {
-	var buf bytes.Buffer
-	w := newResourceWarner(zerolog.New(&buf))
-	now := time.Unix(1_700_000_000, 0)
-	w.now = func() time.Time { return now }
+	synctest.Test(t, func(t *testing.T) { // fake time: the sleeps below move the clock
+		var buf bytes.Buffer
+		w := newResourceWarner(zerolog.New(&buf))
+		for range 1000 {
+			w.note("dial", syscall.EMFILE)
+		}
+		time.Sleep(resourceLogEvery - time.Millisecond)
+		w.note("reconnect", syscall.EMFILE)
+		time.Sleep(time.Millisecond)
+		w.note("reconnect", syscall.ENFILE)
+		checkResourceWarnings(t, buf.String())
+	})
+}
 
-	for range 1000 {
-		w.note("dial", syscall.EMFILE)
-	}
-	now = now.Add(resourceLogEvery - time.Millisecond)
-	w.note("reconnect", syscall.EMFILE)
-	now = now.Add(time.Millisecond)
-	w.note("reconnect", syscall.ENFILE)
-
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+func checkResourceWarnings(t *testing.T, out string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 2 {
-		t.Fatalf("%d log lines, want 2:\n%s", len(lines), buf.String())
+		t.Fatalf("%d log lines, want 2:\n%s", len(lines), out)
 	}
 	var first, second struct {
 		Level, Operation, Error string
