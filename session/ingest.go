@@ -46,8 +46,6 @@ func decodeActivities(raw []json.RawMessage) (out []decoded, bad int) {
 	return out, bad
 }
 
-// activityEvent encodes an activity as an SSE event; durable ones carry
-// their cursor as id.
 // oneLine returns r as a JSON object on one line. What Direct Line sends
 // usually is one already (r is then used as it is: it is the decoder's
 // own copy; the caller's json.Unmarshal validates it); anything else is
@@ -64,6 +62,8 @@ func oneLine(r json.RawMessage) ([]byte, bool) {
 	return buf.Bytes(), true
 }
 
+// activityEvent encodes an activity as an SSE event; durable ones carry
+// their cursor as id.
 func activityEvent(d *decoded, base string) sse.Event {
 	if !d.durable() {
 		return sse.NewEvent("", "activity", d.json)

@@ -21,14 +21,6 @@ var ErrUnavailable = errors.New("session: upstream unavailable")
 // could attach; the Manager tries again with a new one.
 var errRetired = errors.New("session: retired")
 
-// lg returns the session's logger, made at each call: a logger carrying
-// the conversation id costs half a kilobyte, which every idle session
-// would keep for the few lines it ever logs.
-func (s *Session) lg() *zerolog.Logger {
-	l := s.m.cfg.Logger.With().Str("conversation_id", s.id).Logger()
-	return &l
-}
-
 // Session is one conversation's upstream stream, log and subscribers.
 type Session struct {
 	id  string
@@ -72,6 +64,14 @@ type Session struct {
 	overErr      error     // why, for subscribers that arrive after
 	terminal     sse.Event // what they write last (nil: nothing more)
 	idleTimer    *time.Timer
+}
+
+// lg returns the session's logger, made at each call: a logger carrying
+// the conversation id costs half a kilobyte, which every idle session
+// would keep for the few lines it ever logs.
+func (s *Session) lg() *zerolog.Logger {
+	l := s.m.cfg.Logger.With().Str("conversation_id", s.id).Logger()
+	return &l
 }
 
 func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
