@@ -1,8 +1,8 @@
 package main
 
 import (
-	"flag"
-	"io"
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,12 +16,6 @@ import (
 	"github.com/dlsse/dlsse/upstream"
 )
 
-// fakeEnv is a getenv over a map: the tests never touch the process
-// environment.
-func fakeEnv(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
-}
-
 // writeConfig writes a YAML file in the test's directory.
 func writeConfig(t *testing.T, yaml string) string {
 	t.Helper()
@@ -32,16 +26,22 @@ func writeConfig(t *testing.T, yaml string) string {
 	return path
 }
 
-// load parses args as run does and loads the configuration.
+// load parses args as run does and loads the configuration. The tests
+// never touch the process environment.
 func load(t *testing.T, path string, env map[string]string, args ...string) (Config, error) {
 	t.Helper()
-	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	registerFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	l, err := loadAll(t, path, env, args...)
+	return l.cfg, err
+}
+
+// loadAll is load with where each value came from, and the warnings.
+func loadAll(t *testing.T, path string, env map[string]string, args ...string) (loaded, error) {
+	t.Helper()
+	c := newCLI()
+	if err := c.parse(args); err != nil {
 		t.Fatalf("parse %v: %v", args, err)
 	}
-	return loadConfig(fs, path, fakeEnv(env))
+	return loadConfig(c.fs, path, env)
 }
 
 func TestConfigDefaults(t *testing.T) {
@@ -213,32 +213,56 @@ func expect[T comparable](t *testing.T, key string, got, want T) {
 	}
 }
 
-func TestConfigRejects(t *testing.T) {
+// TestConfigErrorsNameKeyAndSource: a value dlsse cannot use is refused
+// with one line that names the key and the source that held it (the file,
+// the variable or the flag), and says what a good value looks like.
+func TestConfigErrorsNameKeyAndSource(t *testing.T) {
 	tests := []struct {
 		name    string
 		file    string // YAML; "-" for a path that does not exist
 		env     map[string]string
 		args    []string
-		wantErr string
+		wantErr string // FILE stands for the file's path; "" for no error
 	}{
-		{"log_format in file", "log_format: xml\n", nil, nil, "log_format"},
-		{"log_format in env", "", map[string]string{"DLSSE_LOG_FORMAT": "text"}, nil, "log_format"},
-		{"log_format flag", "", nil, []string{"-log-format", "JSON"}, "log_format"},
+		{"duration flag without unit", "", nil, []string{"-heartbeat", "15"}, `config: flag -heartbeat: "15" is not a duration (e.g. 15s)`},
+		{"duration variable without unit", "", map[string]string{"DLSSE_HEARTBEAT": "15"}, nil, `config: DLSSE_HEARTBEAT: "15" is not a duration (e.g. 15s)`},
+		{"duration in file without unit", "heartbeat: 15\n", nil, nil, `config: FILE: heartbeat: 15 is not a duration (e.g. 15s)`},
+		{"duration garbage", "", map[string]string{"DLSSE_IDLE_GRACE": "soon"}, nil, `config: DLSSE_IDLE_GRACE: "soon" is not a duration (e.g. 15s)`},
+		{"zero duration needs no unit", "shutdown_drain: 0\n", nil, nil, ""},
+		{"number garbage", "", nil, []string{"-replay-buffer", "many"}, `config: flag -replay-buffer: "many" is not a whole number (e.g. 10)`},
+		{"fraction for a whole number", "replay_buffer: 1.5\n", nil, nil, `config: FILE: replay_buffer: 1.5 is not a whole number (e.g. 10)`},
+		{"whole number in exponent form", "replay_buffer: 1e3\n", nil, nil, ""},
+		{"rate garbage", "", nil, []string{"-reconnect-rate", "fast"}, `config: flag -reconnect-rate: "fast" is not a number (e.g. 2.5)`},
+		{"bool garbage", "", map[string]string{"DLSSE_DEMO_PAGES": "yes"}, nil, `config: DLSSE_DEMO_PAGES: "yes" is not true or false`},
+		{"bool flag garbage", "", nil, []string{"-demo-pages=maybe"}, `config: flag -demo-pages: "maybe" is not true or false`},
+		{"list for a string", "listen: [a, b]\n", nil, nil, `config: FILE: listen: a list is not text`},
+		{"mapping for a duration", "retry: {s: 1}\n", nil, nil, `config: FILE: retry: a mapping is not a duration (e.g. 15s)`},
+		{"empty duration", "retry:\n", nil, nil, `config: FILE: retry: an empty value is not a duration (e.g. 15s)`},
+
+		{"log level from a flag", "", nil, []string{"-log-level", "verbose"}, `config: flag -log-level: "verbose" is not a log level: use debug, info, warn or error`},
+		{"log level in file", "log_level: loud\n", nil, nil, `config: FILE: log_level: "loud" is not a log level: use debug, info, warn or error`},
+		{"log format in file", "log_format: xml\n", nil, nil, `config: FILE: log_format: "xml" is not a log format: use json or console`},
+		{"log format in env", "", map[string]string{"DLSSE_LOG_FORMAT": "text"}, nil, `config: DLSSE_LOG_FORMAT: "text" is not a log format: use json or console`},
+		{"log format flag", "", nil, []string{"-log-format", "JSON"}, `config: flag -log-format: "JSON" is not a log format: use json or console`},
 		{"a flag can fix the file", "log_format: xml\n", nil, []string{"-log-format", "json"}, ""},
-		{"missing file", "-", nil, nil, "config file"},
-		{"malformed YAML", "listen: [unclosed\n", nil, nil, "config file"},
-		{"zero heartbeat", "", map[string]string{"DLSSE_HEARTBEAT": "0s"}, nil, "heartbeat"},
-		{"negative retry", "", nil, []string{"-retry", "-1s"}, "retry"},
-		{"zero replay buffer", "replay_buffer: 0\n", nil, nil, "replay_buffer"},
-		{"duration garbage", "", map[string]string{"DLSSE_HEARTBEAT": "soon"}, nil, "config"},
-		{"number garbage", "", nil, []string{"-replay-buffer", "many"}, "config"},
-		{"negative reconnect rate", "reconnect_rate: -5\n", nil, nil, "reconnect_rate"},
-		{"NaN reconnect rate", "", nil, []string{"-reconnect-rate", "NaN"}, "reconnect_rate"},
-		{"zero reconnect burst", "", map[string]string{"DLSSE_RECONNECT_BURST": "0"}, nil, "reconnect_burst"},
-		{"zero gc percent", "", map[string]string{"DLSSE_GC_PERCENT": "0"}, nil, "gc_percent"},
+		{"zero heartbeat", "", map[string]string{"DLSSE_HEARTBEAT": "0s"}, nil, `config: DLSSE_HEARTBEAT: must be positive, not 0s`},
+		{"negative retry", "", nil, []string{"-retry", "-1s"}, `config: flag -retry: must be positive, not -1s`},
+		{"zero replay buffer", "replay_buffer: 0\n", nil, nil, `config: FILE: replay_buffer: must be positive, not 0`},
+		{"zero breaker failures", "", nil, []string{"-breaker-failures", "0"}, `config: flag -breaker-failures: must be positive, not 0`},
+		{"negative reconnect rate", "reconnect_rate: -5\n", nil, nil, `config: FILE: reconnect_rate: must be 0 (no limit) or positive, not -5`},
+		{"NaN reconnect rate", "", nil, []string{"-reconnect-rate", "NaN"}, `config: flag -reconnect-rate: must be 0 (no limit) or positive, not NaN`},
+		{"zero reconnect burst", "", map[string]string{"DLSSE_RECONNECT_BURST": "0"}, nil, `config: DLSSE_RECONNECT_BURST: must be at least 1, not 0`},
+		{"zero gc percent", "", map[string]string{"DLSSE_GC_PERCENT": "0"}, nil, `config: DLSSE_GC_PERCENT: must be at least 1, not 0`},
 		{"no reconnect limit is allowed", "reconnect_rate: 0\n", nil, nil, ""},
-		{"negative upstream_max_conns", "", nil, []string{"-upstream-max-conns", "-1"}, "upstream_max_conns"},
+		{"negative upstream_max_conns", "", nil, []string{"-upstream-max-conns", "-1"}, `config: flag -upstream-max-conns: must be 0 (no cap) or positive, not -1`},
 		{"no connection cap is allowed", "upstream_max_conns: 0\n", nil, nil, ""},
+
+		{"unknown key", "listen: ':1'\nlistn: ':2'\n", nil, nil, `config: FILE: unknown key "listn" (did you mean "listen"?)`},
+		{"unknown key with dashes", "log-level: debug\n", nil, nil, `config: FILE: unknown key "log-level" (did you mean "log_level"?)`},
+		{"unknown key, nothing close", "colour: blue\n", nil, nil, `config: FILE: unknown key "colour" (dlsse -h lists the keys)`},
+		{"nested keys are unknown", "gateway:\n  listen: ':1'\n", nil, nil, `config: FILE: unknown key "gateway" (dlsse -h lists the keys)`},
+		{"missing file", "-", nil, nil, `config: FILE: no such file or directory`},
+		{"malformed YAML", "listen: [unclosed\n", nil, nil, `config: FILE: yaml: line 1: did not find expected ',' or ']'`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,33 +281,171 @@ func TestConfigRejects(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("err = %v, want one mentioning %q", err, tt.wantErr)
-			}
-			if tt.file == "-" && !strings.Contains(err.Error(), path) {
-				t.Errorf("err = %v does not name the file", err)
+			want := strings.ReplaceAll(tt.wantErr, "FILE", path)
+			if err == nil || err.Error() != want {
+				t.Fatalf("err = %v\nwant   %s", err, want)
 			}
 		})
 	}
 }
 
-// TestFlagsCoverEveryKey: each Config field is reachable from a flag and
-// documented with its environment variable.
-func TestFlagsCoverEveryKey(t *testing.T) {
-	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
-	registerFlags(fs)
-	keys := toMap(defaults())
-	if len(keys) != len(flagUsage) {
-		t.Errorf("%d config keys, %d documented flags", len(keys), len(flagUsage))
+// TestTypedFlags: a bool key's flag needs no value, lists are
+// comma-separated in flags and the environment and YAML lists in the file.
+func TestTypedFlags(t *testing.T) {
+	cfg, err := load(t, "", map[string]string{"DLSSE_ALLOWED_ORIGINS": "https://a.example, https://b.example"},
+		"-demo-pages", "-ready-ignores-upstream=true", "-trusted-proxies", "10.0.0.1,10.1.0.0/16,", "-reconnect-rate", "2.5")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for key := range keys {
-		f := fs.Lookup(strings.ReplaceAll(key, "_", "-"))
+	expect(t, "demo_pages", cfg.DemoPages, true)
+	expect(t, "ready_ignores_upstream", cfg.ReadyIgnoresUpstream, true)
+	expect(t, "reconnect_rate", cfg.ReconnectRate, 2.5)
+	if !reflect.DeepEqual(cfg.TrustedProxies, []string{"10.0.0.1", "10.1.0.0/16"}) {
+		t.Errorf("trusted_proxies = %q", cfg.TrustedProxies)
+	}
+	if !reflect.DeepEqual(cfg.AllowedOrigins, []string{"https://a.example", "https://b.example"}) {
+		t.Errorf("allowed_origins = %q", cfg.AllowedOrigins)
+	}
+
+	file := writeConfig(t, "demo_pages: true\ntoken_origins: [\"https://a.example\", \"*\"]\nmax_upload_bytes: 1048576\n")
+	cfg, err = load(t, file, nil, "-demo-pages=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "demo_pages (flag over file)", cfg.DemoPages, false)
+	expect(t, "max_upload_bytes", cfg.MaxUploadBytes, int64(1<<20))
+	if !reflect.DeepEqual(cfg.TokenOrigins, []string{"https://a.example", "*"}) {
+		t.Errorf("token_origins = %q", cfg.TokenOrigins)
+	}
+}
+
+// TestConfigRemembersSources: loaded.from names the source that set each
+// key last; keys at their defaults are absent.
+func TestConfigRemembersSources(t *testing.T) {
+	file := writeConfig(t, "listen: ':1'\nretry: 2s\nheartbeat: 3s\n")
+	l, err := loadAll(t, file, map[string]string{"DLSSE_RETRY": "4s", "DLSSE_HEARTBEAT": "5s"}, "-heartbeat", "6s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"listen":    file + ": listen",
+		"retry":     "DLSSE_RETRY",
+		"heartbeat": "flag -heartbeat",
+	}
+	if !reflect.DeepEqual(l.from, want) {
+		t.Errorf("from = %v, want %v", l.from, want)
+	}
+}
+
+// TestUnknownVariablesWarn: a DLSSE_* variable that is no key is ignored
+// with a warning naming the closest key's variable; the variables
+// Kubernetes makes for a Service named dlsse are ignored silently.
+func TestUnknownVariablesWarn(t *testing.T) {
+	l, err := loadAll(t, "", map[string]string{
+		"DLSSE_LISTN":              "127.0.0.1:1",
+		"DLSSE_listen":             "127.0.0.1:2",
+		"DLSSE_COLOUR":             "blue",
+		"DLSSE_SERVICE_HOST":       "10.0.0.1",
+		"DLSSE_SERVICE_PORT":       "8080",
+		"DLSSE_SERVICE_PORT_HTTP":  "8080",
+		"DLSSE_PORT":               "tcp://10.0.0.1:8080",
+		"DLSSE_PORT_8080_TCP":      "tcp://10.0.0.1:8080",
+		"DLSSE_PORT_8080_TCP_ADDR": "10.0.0.1",
+		"DLSSE_PORT_8080_TCP_PORT": "8080",
+		"OTHER_LISTEN":             "127.0.0.1:3",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "listen", l.cfg.Listen, defaults().Listen)
+	want := []string{
+		"DLSSE_COLOUR is not a dlsse setting and is ignored (dlsse -h lists the keys)",
+		"DLSSE_LISTN is not a dlsse setting and is ignored (did you mean DLSSE_LISTEN?)",
+		"DLSSE_listen is not a dlsse setting and is ignored (did you mean DLSSE_LISTEN?)",
+	}
+	if !reflect.DeepEqual(l.warnings, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(l.warnings, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestFlagsCoverEveryKey: every Config key has exactly one line of help in
+// keyGroups and a flag, and keyGroups names no other key.
+func TestFlagsCoverEveryKey(t *testing.T) {
+	c := newCLI()
+	documented := map[string]int{}
+	for _, g := range keyGroups {
+		for _, d := range g.keys {
+			documented[d.key]++
+			if _, ok := keyByName[d.key]; !ok {
+				t.Errorf("keyGroups documents %q, which is not a key of Config", d.key)
+			}
+		}
+	}
+	for _, k := range configKeys {
+		if n := documented[k.name]; n != 1 {
+			t.Errorf("key %s is documented %d times in keyGroups (cmd/dlsse/flags.go), want once", k.name, n)
+		}
+		f := c.fs.Lookup(k.flagName())
 		if f == nil {
-			t.Errorf("no flag for %s", key)
+			t.Errorf("no flag for %s", k.name)
 			continue
 		}
-		if !strings.Contains(f.Usage, "DLSSE_"+strings.ToUpper(key)) {
-			t.Errorf("flag -%s usage %q does not name its variable", f.Name, f.Usage)
+		if isBool(f) != (k.kind == kindBool) {
+			t.Errorf("flag -%s: bool flag %v, but the key is a %s", f.Name, isBool(f), k.kind.name())
+		}
+	}
+}
+
+// TestHelp: -h prints, to stdout, a one-line summary, the commands, and
+// every key grouped, with its type, its default when it has one, and its
+// variable; no empty "(default ; ...)".
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, nil, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	help := stdout.String()
+	if stderr.Len() != 0 {
+		t.Errorf("help wrote to stderr: %q", stderr.String())
+	}
+	first, _, _ := strings.Cut(help, "\n")
+	if !strings.HasPrefix(first, "dlsse: ") || len(first) > 100 {
+		t.Errorf("first line %q is not a one-line summary", first)
+	}
+	// Unwrap the usage lines, to look for phrases that wrap.
+	flat := strings.Join(strings.Fields(help), " ")
+	for _, want := range []string{
+		"dlsse healthcheck [-url URL]",
+		"-version print the version",
+		"-demo run with an in-process Direct Line fake",
+		"listens on 127.0.0.1:8080 unless listen is set",
+		"-heartbeat duration idle time before a stream gets a keepalive comment (default 15s; DLSSE_HEARTBEAT)",
+		"-listen string address to listen on (default :8080; DLSSE_LISTEN)",
+		"-upload-timeout duration timeout of an upload proxied to Direct Line (default 10m; DLSSE_UPLOAD_TIMEOUT)",
+		"-max-upload-bytes int",
+		"-reconnect-rate number",
+		"-trusted-proxies list proxy IPs/CIDRs whose X-Forwarded-For names the client (DLSSE_TRUSTED_PROXIES)",
+		"(DLSSE_DIRECTLINE_SECRET)",
+		"-demo-pages serve the demo pages",
+		"(DLSSE_DEMO_PAGES)",
+		"Serving and logging:",
+		"Security and limits:",
+	} {
+		if !strings.Contains(flat, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	for _, junk := range []string{"(default ;", "(default )", "default false", "default []", "env DLSSE_"} {
+		if strings.Contains(flat, junk) {
+			t.Errorf("help contains %q", junk)
+		}
+	}
+	for _, k := range configKeys {
+		if !strings.Contains(help, "\n  -"+k.flagName()+"\n") && !strings.Contains(help, "\n  -"+k.flagName()+" "+k.kind.name()+"\n") {
+			t.Errorf("help has no line for -%s", k.flagName())
+		}
+		if !strings.Contains(flat, k.envName()+")") {
+			t.Errorf("help does not name %s", k.envName())
 		}
 	}
 }
@@ -291,9 +453,7 @@ func TestFlagsCoverEveryKey(t *testing.T) {
 // The example configuration ships the defaults: it must load, and say
 // nothing different from them.
 func TestShippedConfigIsTheDefaults(t *testing.T) {
-	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
-	registerFlags(fs)
-	cfg, err := loadConfig(fs, filepath.Join("..", "..", "configs", "dlsse.yaml"), func(string) string { return "" })
+	cfg, err := load(t, filepath.Join("..", "..", "configs", "dlsse.yaml"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,15 +488,13 @@ func TestZeroMeansNone(t *testing.T) {
 func TestGCPercentAppliedUnlessGOGC(t *testing.T) {
 	orig := debug.SetGCPercent(100)
 	defer debug.SetGCPercent(orig)
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-	if !applyGCPercent(25, env(nil)) {
+	if !applyGCPercent(25, "") {
 		t.Fatal("not applied without GOGC")
 	}
 	if got := debug.SetGCPercent(100); got != 25 {
 		t.Fatalf("GC percent %d, want 25", got)
 	}
-	if applyGCPercent(25, env(map[string]string{"GOGC": "200"})) {
+	if applyGCPercent(25, "200") {
 		t.Fatal("applied although GOGC is set")
 	}
 	if got := debug.SetGCPercent(100); got != 100 {

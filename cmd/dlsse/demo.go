@@ -31,6 +31,20 @@ func demoConfig(cfg *Config, secret string) {
 	}
 }
 
+// isLoopback reports whether a listen address is reachable from this
+// machine only.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // printDemoHelp prints ready-to-paste commands for the demo.
 func printDemoHelp(w io.Writer, cfg Config, secret string) {
 	base := cfg.PublicURL
@@ -45,8 +59,13 @@ func printDemoHelp(w io.Writer, cfg Config, secret string) {
 		base = "http://" + net.JoinHostPort(host, port)
 	}
 	base = strings.TrimRight(base, "/")
+	reach := "Listening on " + cfg.Listen + ": this machine only (-listen :8080 opens it to the\nnetwork, and its token-server mode with it)."
+	if !isLoopback(cfg.Listen) {
+		reach = "Listening on " + cfg.Listen + ": reachable from the network, token-server mode included."
+	}
 	fmt.Fprintf(w, `
 dlsse demo: a Direct Line fake with an echo bot runs inside this process.
+%[3]s
 
 In a browser: open %[1]s/ (a plain chat page over the SSE stream),
 or %[1]s/webchat (Bot Framework Web Chat over the same stream; needs
@@ -70,5 +89,5 @@ Or paste this into another terminal:
 
   kill %%1   # stop watching
 
-`, base, secret)
+`, base, secret, reach)
 }

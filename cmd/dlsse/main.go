@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,7 +28,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], environMap(os.Environ()), os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dlsse:", err)
@@ -36,44 +37,70 @@ func main() {
 }
 
 // run is main with its inputs made explicit, for tests: it serves until ctx
-// ends (main ends it on SIGINT or SIGTERM).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dlsse", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file")
-	demo := fs.Bool("demo", false, "run with an in-process Direct Line fake and an echo bot (no network, no secret)")
-	registerFlags(fs)
-	if err := fs.Parse(args); err != nil {
+// ends (main ends it on SIGINT or SIGTERM), or runs the healthcheck
+// command.
+func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(ctx, args[1:], environ, stdout)
+	}
+	c := newCLI()
+	if err := c.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil // -help printed the usage; that is success
+			c.printHelp(stdout)
+			return nil // asked for, so success
 		}
 		return err
 	}
-	cfg, err := loadConfig(fs, *configPath, getenv)
+	if *c.version {
+		fmt.Fprintln(stdout, "dlsse", version())
+		return nil
+	}
+	l, err := loadConfig(c.fs, *c.config, environ)
 	if err != nil {
 		return err
 	}
-	applyGCPercent(cfg.GCPercent, getenv)
+	cfg := l.cfg
+	if *c.demo && l.from["listen"] == "" {
+		cfg.Listen = demoListen
+	}
+	applyGCPercent(cfg.GCPercent, environ["GOGC"])
 	lg, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
 	}
+	for _, w := range l.warnings {
+		lg.Warn().Msg(w)
+	}
 
-	if *demo {
+	if *c.demo {
 		fake := startDemoUpstream()
 		defer fake.Close()
 		cfg.UpstreamURL = fake.URL
 		demoConfig(&cfg, fake.Secret())
+		if !isLoopback(cfg.Listen) {
+			lg.Warn().Str("listen", cfg.Listen).Msg("-demo listens beyond this machine: its token-server mode hands anyone who reaches it a token for the fake's echo bot; set listen to 127.0.0.1:PORT to keep it local")
+		}
 		printDemoHelp(stdout, cfg, fake.Secret())
 	}
 	return serve(ctx, cfg, lg)
 }
 
+// environMap is os.Environ's list as a map.
+func environMap(list []string) map[string]string {
+	m := make(map[string]string, len(list))
+	for _, kv := range list {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
 // applyGCPercent sets Go's GC target to gc_percent, unless the GOGC
 // variable (Go's own knob, which an operator may have set on purpose) is
 // set. It reports whether it did.
-func applyGCPercent(percent int, getenv func(string) string) bool {
-	if getenv("GOGC") != "" {
+func applyGCPercent(percent int, gogc string) bool {
+	if gogc != "" {
 		return false
 	}
 	debug.SetGCPercent(percent)
@@ -159,7 +186,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	lg.Info().Str("listen", ln.Addr().String()).Str("upstream", cfg.UpstreamURL).Msg("dlsse serving")
+	lg.Info().Str("version", version()).Str("listen", ln.Addr().String()).Str("upstream", cfg.UpstreamURL).Msg("dlsse serving")
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(ln) }()
 

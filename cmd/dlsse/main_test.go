@@ -67,7 +67,7 @@ func TestDemoSmoke(t *testing.T) {
 	var stdout, stderr syncBuffer
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, []string{"-demo", "-listen", addr, "-log-level", "debug"}, fakeEnv(nil), &stdout, &stderr)
+		ran <- run(ctx, []string{"-demo", "-listen", addr, "-log-level", "debug"}, nil, &stdout, &stderr)
 	}()
 	stopped := false
 	stop := func() {
@@ -274,10 +274,16 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		env     map[string]string
 		wantErr string
 	}{
-		{"unknown flag", []string{"-no-such-flag"}, nil, "no-such-flag"},
-		{"bad log level", []string{"-log-level", "loud"}, nil, "log_level"},
-		{"bad log format from env", nil, map[string]string{"DLSSE_LOG_FORMAT": "xml"}, "log_format"},
-		{"missing config file", []string{"-config", "/nonexistent/dlsse.yaml"}, nil, "config file"},
+		{"unknown flag", []string{"-no-such-flag"}, nil, "unknown flag -no-such-flag (dlsse -h lists the flags)"},
+		{"mistyped flag", []string{"-listn", ":1"}, nil, "unknown flag -listn (did you mean -listen?)"},
+		{"a word instead of -version", []string{"version"}, nil, `unexpected argument "version": did you mean -version?`},
+		{"a word instead of -h", []string{"help"}, nil, `unexpected argument "help": did you mean -h?`},
+		{"a stray word", []string{"-listen", "127.0.0.1:0", "serve"}, nil, `unexpected argument "serve": dlsse takes flags, and one command: healthcheck (dlsse -h)`},
+		{"a value after a bool flag", []string{"-demo-pages", "true"}, nil, `unexpected argument "true": a bool flag takes no separate value (write -demo-pages, or -demo-pages=true)`},
+		{"a flag without its value", []string{"-listen"}, nil, "flag needs an argument: -listen (dlsse -h lists the flags)"},
+		{"bad log level", []string{"-log-level", "loud"}, nil, `flag -log-level: "loud" is not a log level`},
+		{"bad log format from env", nil, map[string]string{"DLSSE_LOG_FORMAT": "xml"}, `DLSSE_LOG_FORMAT: "xml" is not a log format`},
+		{"missing config file", []string{"-config", "/nonexistent/dlsse.yaml"}, nil, "config: /nonexistent/dlsse.yaml: no such file or directory"},
 		{"bad upstream URL", []string{"-upstream-url", "ftp://x", "-listen", "127.0.0.1:0"}, nil, "base URL"},
 		{"address in use", []string{"-listen", busy.Addr().String()}, nil, "address already in use"},
 	}
@@ -286,14 +292,148 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
 			var stdout, stderr syncBuffer
-			err := run(ctx, tt.args, fakeEnv(tt.env), &stdout, &stderr)
+			err := run(ctx, tt.args, tt.env, &stdout, &stderr)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("run: %v, want an error mentioning %q", err, tt.wantErr)
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("run waited for its context: %v", err)
 			}
+			if strings.Contains(stderr.String(), "dlsse serving") {
+				t.Errorf("run served:\n%s", stderr.String())
+			}
 		})
+	}
+}
+
+// TestVersionFlag: -version prints the version and serves nothing.
+func TestVersionFlag(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var stdout, stderr syncBuffer
+	if err := run(ctx, []string{"-version", "-listen", "127.0.0.1:0"}, nil, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := stdout.String(), "dlsse "+version()+"\n"; got != want {
+		t.Errorf("-version printed %q, want %q", got, want)
+	}
+	if stderr.String() != "" {
+		t.Errorf("-version logged %q", stderr.String())
+	}
+}
+
+// runOnce runs dlsse with a context that has already ended: it starts (the
+// listener, the startup log, -demo's help) and shuts down at once.
+func runOnce(t *testing.T, args []string, env map[string]string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut syncBuffer
+	err = run(ctx, args, env, &out, &errOut)
+	return out.String(), errOut.String(), err
+}
+
+// logEntry finds the JSON log line whose message starts with prefix.
+func logEntry(log, prefix string) (map[string]any, bool) {
+	for line := range strings.Lines(log) {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil {
+			if m, _ := e["message"].(string); strings.HasPrefix(m, prefix) {
+				return e, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// servingAddr is the address of the startup log line.
+func servingAddr(log string) string {
+	e, _ := logEntry(log, "dlsse serving")
+	s, _ := e["listen"].(string)
+	return s
+}
+
+// demoWarning starts the warning for -demo beyond loopback.
+const demoWarning = "-demo listens beyond this machine"
+
+// TestDemoListensOnLoopback: -demo listens on 127.0.0.1:8080 unless some
+// source set listen, says so in its help, and warns when it listens beyond
+// the machine.
+func TestDemoListensOnLoopback(t *testing.T) {
+	t.Run("by default", func(t *testing.T) {
+		stdout, stderr, err := runOnce(t, []string{"-demo"}, nil)
+		// Port 8080 may be taken on this machine: then the error names the
+		// address dlsse tried.
+		if err != nil {
+			if !strings.Contains(err.Error(), demoListen) {
+				t.Fatalf("run: %v, want it to listen on %s", err, demoListen)
+			}
+			return
+		}
+		if got := servingAddr(stderr); got != demoListen {
+			t.Fatalf("listened on %q, want %s; log:\n%s", got, demoListen, stderr)
+		}
+		if !strings.Contains(stdout, "Listening on 127.0.0.1:8080: this machine only") {
+			t.Errorf("the demo help does not say where it listens:\n%s", stdout)
+		}
+		if _, warned := logEntry(stderr, demoWarning); warned {
+			t.Errorf("warned on loopback:\n%s", stderr)
+		}
+	})
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string
+	}{
+		{"listen from a flag", []string{"-listen", "127.0.0.2:0"}, nil, ""},
+		{"listen from the environment", nil, map[string]string{"DLSSE_LISTEN": "127.0.0.2:0"}, ""},
+		{"listen from the file", nil, nil, "listen: 127.0.0.2:0\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"-demo"}, tt.args...)
+			if tt.file != "" {
+				args = append(args, "-config", writeConfig(t, tt.file))
+			}
+			stdout, stderr, err := runOnce(t, args, tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := servingAddr(stderr); !strings.HasPrefix(got, "127.0.0.2:") {
+				t.Fatalf("listened on %q, want 127.0.0.2; log:\n%s", got, stderr)
+			}
+			if !strings.Contains(stdout, "this machine only") {
+				t.Errorf("the demo help does not say it is local:\n%s", stdout)
+			}
+		})
+	}
+	t.Run("every interface, explicitly", func(t *testing.T) {
+		stdout, stderr, err := runOnce(t, []string{"-demo", "-listen", ":0"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := logEntry(stderr, demoWarning); !ok || e["level"] != "warn" || e["listen"] != ":0" {
+			t.Errorf("no warning for -demo on every interface; log:\n%s", stderr)
+		}
+		if !strings.Contains(stdout, "reachable from the network, token-server mode included") {
+			t.Errorf("the demo help does not say it is exposed:\n%s", stdout)
+		}
+	})
+}
+
+// TestRunLogsWarningsAndVersion: the startup line carries the version; an
+// unknown DLSSE_* variable is a warning, not a failure.
+func TestRunLogsWarningsAndVersion(t *testing.T) {
+	_, stderr, err := runOnce(t, []string{"-listen", "127.0.0.1:0"}, map[string]string{"DLSSE_HEARTBEET": "5s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const warning = "DLSSE_HEARTBEET is not a dlsse setting and is ignored (did you mean DLSSE_HEARTBEAT?)"
+	if e, ok := logEntry(stderr, warning); !ok || e["level"] != "warn" {
+		t.Errorf("no warning for DLSSE_HEARTBEET; log:\n%s", stderr)
+	}
+	if e, _ := logEntry(stderr, "dlsse serving"); e["version"] != version() {
+		t.Errorf("the startup line does not carry the version %q; log:\n%s", version(), stderr)
 	}
 }
 
@@ -306,7 +446,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	var stdout, stderr syncBuffer
 	ran := make(chan error, 1)
 	go func() {
-		ran <- run(ctx, []string{"-listen", addr, "-upstream-url", "http://127.0.0.1:1"}, fakeEnv(nil), &stdout, &stderr)
+		ran <- run(ctx, []string{"-listen", addr, "-upstream-url", "http://127.0.0.1:1"}, nil, &stdout, &stderr)
 	}()
 	client := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	defer client.CloseIdleConnections()

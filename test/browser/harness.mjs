@@ -129,7 +129,7 @@ export class Harness {
       '-upstream-url', this.fake.url,
       '-directline-secret', this.fake.secret,
       '-token-origins', '*',
-      '-demo-pages', 'true',
+      '-demo-pages',
       '-webchat-bundle', join(repo, 'third_party/botframework-webchat/webchat.js'),
       '-trusted-proxies', '127.0.0.1',
       '-heartbeat', '2s',
