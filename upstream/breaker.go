@@ -134,11 +134,17 @@ func (c *Client) allow() (done func(error), err error) {
 // errServerFailure marks an answer that counts against the service.
 var errServerFailure = errors.New("directline: server failure")
 
-// statusVerdict is the breaker's reading of an HTTP status: 5xx and 408
+// statusVerdict is the breaker's reading of an answer to op: 5xx and 408
 // (the service did not answer in time) are failures; every other 4xx,
 // including 429, says the service is up — throttling is honoured per call
-// through Retry-After, not by cutting every conversation off.
-func statusVerdict(status int) error {
+// through Retry-After, not by cutting every conversation off. A 502 or 504
+// to a post or an upload is the bot's verdict (it failed or timed out on
+// that activity), relayed by a Direct Line that works: a client could
+// otherwise open the breaker for everyone by posting what its bot chokes on.
+func statusVerdict(op string, status int) error {
+	if (op == "post_activity" || op == "upload") && (status == http.StatusBadGateway || status == http.StatusGatewayTimeout) {
+		return nil
+	}
 	if status >= 500 || status == http.StatusRequestTimeout {
 		return errServerFailure
 	}
@@ -149,12 +155,14 @@ func statusVerdict(status int) error {
 func isSuccessful(err error) bool { return err == nil }
 
 // isExcluded keeps out of the counts what says nothing about the service:
-// the client's own cancellation, a client's request body failing, and this
+// the client's own cancellation, a client's request body failing or its
+// request being unsendable, and this
 // host running out of descriptors or memory. Were those counted, a burst
 // of EMFILE under load would open the breaker and stall every session for
 // the breaker's open time while Direct Line is fine.
 func isExcluded(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, ErrRequestBody) || IsLocalResourceError(err)
+	return errors.Is(err, context.Canceled) || errors.Is(err, ErrRequestBody) ||
+		errors.Is(err, ErrInvalidRequest) || IsLocalResourceError(err)
 }
 
 func (c *Client) observe(op string, status int, d time.Duration) {

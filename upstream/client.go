@@ -21,6 +21,7 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/sony/gobreaker/v2"
+	"golang.org/x/net/http/httpguts"
 )
 
 // DefaultBaseURL is the public Direct Line service.
@@ -189,10 +190,13 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), reqBody)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: build request: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	if err := checkHeader(req.Header); err != nil {
+		return nil, err // the caller's input, never counted against Direct Line
 	}
 	if length > 0 {
 		req.ContentLength = length
@@ -219,9 +223,26 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 		c.noteLocalError(op, err)
 		return nil, fmt.Errorf("upstream: %s %s: %w", method, path, err)
 	}
-	done(statusVerdict(resp.StatusCode))
+	done(statusVerdict(op, resp.StatusCode))
 	c.observe(op, resp.StatusCode, time.Since(start))
 	return resp, nil
+}
+
+// checkHeader refuses what net/http would refuse only after the breaker
+// admitted the call (a control character in a value, say), so that such a
+// failure is the caller's, not a Direct Line failure.
+func checkHeader(h http.Header) error {
+	for name, values := range h {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return fmt.Errorf("%w: header name", ErrInvalidRequest)
+		}
+		for _, v := range values {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("%w: %s header value", ErrInvalidRequest, name)
+			}
+		}
+	}
+	return nil
 }
 
 // call performs a REST call the client makes for itself and decodes a 2xx

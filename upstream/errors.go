@@ -94,6 +94,35 @@ func plainToken(s string) bool {
 	return true
 }
 
+// MaxCredentialLen bounds a secret or token accepted from a client; Direct
+// Line's own are far shorter.
+const MaxCredentialLen = 4096
+
+// ValidCredential accepts what can follow "Bearer " in an Authorization
+// header (RFC 6750's b64token: letters, digits, "-._~+/", then any "="s),
+// which is every shape Direct Line issues. Anything else could not be sent
+// upstream as a header, so it is refused before it costs a call.
+func ValidCredential(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" || len(s) > MaxCredentialLen {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ErrInvalidRequest reports a call that could not be sent as asked (a
+// header value or path no HTTP client would send). It is refused before the
+// breaker sees it: it says nothing about Direct Line.
+var ErrInvalidRequest = errors.New("upstream: invalid request")
+
 // maxErrorBody bounds how much of an error answer is read.
 const maxErrorBody = 64 << 10
 

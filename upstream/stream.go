@@ -83,7 +83,7 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		}
 		if resp != nil {
 			// The service answered but refused the upgrade.
-			done(statusVerdict(resp.StatusCode))
+			done(statusVerdict("dial", resp.StatusCode))
 			c.observe("dial", resp.StatusCode, time.Since(start))
 			return nil, newAPIError(resp)
 		}
