@@ -39,12 +39,6 @@ func (g *Gateway) reconnect(c *fiber.Ctx) error {
 }
 
 func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
-	watermark := strings.Clone(c.Query("watermark")) // kept in the offer
-	if !start && watermark != "" {
-		if err := session.ValidateWatermark(watermark); err != nil {
-			return newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
-		}
-	}
 	resp, err := g.send(c, requestBody(c), g.cfg.ForwardTimeout)
 	if err != nil {
 		return err
@@ -77,31 +71,43 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 	if validConversationID(id) != nil || conv.StreamURL == "" {
 		return c.Send(body)
 	}
+	if !upstream.ValidCredential(conv.Token) {
+		conv.Token = "" // nothing a URL or a header could carry
+	}
 
-	clientCredential := strings.Clone(bearer(c)) // kept in the offer
-	// The stream URL carries a conversation-bound token, never a secret:
-	// the answer's token when there is one.
-	streamCredential := conv.Token
-	if streamCredential == "" {
-		streamCredential = clientCredential
+	clientCredential, _ := requestCredential(c) // checked by needCredential
+	now := time.Now()
+	// Where the stream starts travels in its URL, so that any replica,
+	// and this one after a restart, serves it the same: a start answer's
+	// stream replays the conversation from its beginning, a reconnect
+	// answer's from the watermark Direct Line's URL carried.
+	from := url.Values{}
+	if start {
+		from.Set("lastEventId", session.Cursor{Beginning: true}.String())
+		g.sessions.Offer(id, session.Offer{
+			StreamURL:   conv.StreamURL,
+			Credentials: []string{clientCredential, conv.Token},
+			At:          now,
+			Token:       conv.Token,
+			ExpiresIn:   conv.ExpiresIn,
+		})
+	} else {
+		if wm := streamURLWatermark(conv.StreamURL, c.Query("watermark")); wm != "" {
+			from.Set("watermark", wm)
+		}
+		g.sessions.Accepted(id, now, clientCredential, conv.Token)
+		g.sessions.LearnToken(conv.Token, conv.ExpiresIn)
 	}
-	offer := session.Offer{
-		StreamURL:     conv.StreamURL,
-		Credentials:   []string{clientCredential, conv.Token},
-		FromBeginning: start,
-		Watermark:     watermark,
-		At:            time.Now(),
-		Token:         conv.Token,
-		ExpiresIn:     conv.ExpiresIn,
+	// The stream URL carries the conversation-bound token Direct Line
+	// answered with, never the caller's credential, which may be the
+	// bot's secret. Without one, the URL carries no credential at all:
+	// such a stream needs Authorization: Bearer.
+	if conv.Token == "" {
+		g.lg.Warn().Str("conversation_id", id).Msg("Direct Line answered without a token: streamUrl carries no credential (send Authorization to open it)")
+	} else {
+		from.Set("t", conv.Token)
 	}
-	if !start && watermark == "" {
-		// "From now" with no watermark to resume from: the session
-		// would have no baseline, so it opens its own stream.
-		offer.StreamURL = ""
-	}
-	g.sessions.Offer(id, offer)
-
-	rewritten, err := json.Marshal(g.streamURL(c, id, streamCredential))
+	rewritten, err := json.Marshal(g.streamURL(c, id, from))
 	if err != nil {
 		return err
 	}
@@ -114,26 +120,28 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 	return c.Send(out)
 }
 
-// streamURL is this gateway's SSE URL for a conversation, carrying the
-// credential as t= so that a plain EventSource(streamUrl) works.
-func (g *Gateway) streamURL(c *fiber.Ctx, conversationID, credential string) string {
-	base := g.cfg.PublicURL
-	if base == "" {
-		base = c.Protocol() + "://" + c.Hostname()
+// streamURLWatermark is the watermark a reconnect answer's stream replays
+// from: the one in Direct Line's URL, else the one the client asked for;
+// "" when neither is a valid watermark (the stream starts from now).
+func streamURLWatermark(upstreamURL, asked string) string {
+	if u, err := url.Parse(upstreamURL); err == nil {
+		if wm := u.Query().Get("watermark"); wm != "" && session.ValidateWatermark(wm) == nil {
+			return wm
+		}
 	}
-	u := strings.TrimRight(base, "/") + "/v3/directline/conversations/" + url.PathEscape(conversationID) + "/stream"
-	if credential != "" {
-		u += "?t=" + url.QueryEscape(credential)
-	}
-	return u
-}
-
-// bearer returns the credential of an "Authorization: Bearer X" header.
-func bearer(c *fiber.Ctx) string {
-	h := c.Get(fiber.HeaderAuthorization)
-	const prefix = "Bearer "
-	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
-		return strings.TrimSpace(h[len(prefix):])
+	if asked != "" && session.ValidateWatermark(asked) == nil {
+		return asked
 	}
 	return ""
+}
+
+// streamURL is this gateway's SSE URL for a conversation, with query (the
+// credential as t=, so that a plain EventSource(streamUrl) works, and where
+// the stream starts).
+func (g *Gateway) streamURL(c *fiber.Ctx, conversationID string, query url.Values) string {
+	u := g.publicBase(c) + "/v3/directline/conversations/" + url.PathEscape(conversationID) + "/stream"
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	return u
 }

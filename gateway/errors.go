@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -62,6 +63,8 @@ func toAPIError(err error) *apiError {
 		}
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUpstreamUnavailable,
 			message: "Direct Line is unavailable; retry later", retryAfter: retry}
+	case errors.Is(err, session.ErrBadCursor):
+		return newError(http.StatusBadRequest, codeBadArgument, "invalid Last-Event-ID: not a cursor of this conversation")
 	case errors.Is(err, upstream.ErrRequestBody):
 		return newError(http.StatusRequestTimeout, codeBadArgument, "the request body could not be read in time")
 	case errors.Is(err, session.ErrClosed):
@@ -77,7 +80,9 @@ func toAPIError(err error) *apiError {
 			return newError(fe.Code, codeBadArgument, "method not allowed")
 		}
 		if fe.Code < 500 {
-			return newError(fe.Code, codeBadArgument, fe.Message)
+			// Fiber's message may quote the request as fasthttp read
+			// it, headers (Authorization) included: never echoed.
+			return newError(fe.Code, codeBadArgument, "malformed request: "+strings.ToLower(http.StatusText(fe.Code)))
 		}
 	}
 	return &apiError{status: http.StatusBadGateway, code: codeUpstreamUnavailable,

@@ -88,8 +88,8 @@ type Config struct {
 	ForwardTimeout time.Duration // a proxied REST call
 	UploadTimeout  time.Duration // a proxied upload
 	// TrustedProxies are the addresses (IPs or CIDRs) of proxies whose
-	// X-Forwarded-For names the client; without them the peer address
-	// is the client, for per-address limits.
+	// X-Forwarded-For names the client (and -Host, -Proto the URL it
+	// reached); anybody else's X-Forwarded-* headers are ignored.
 	TrustedProxies []string
 
 	// AllowedOrigins may use the gateway from a browser (CORS). Empty:
@@ -180,6 +180,7 @@ type Gateway struct {
 	stop    context.CancelFunc
 
 	webchat *staticFile // nil: no Web Chat bundle to serve
+	trust   proxyTrust  // trusted_proxies
 
 	sseOptions sse.Options // the same for every stream
 
@@ -187,10 +188,15 @@ type Gateway struct {
 }
 
 // New builds a Gateway over an upstream client and a session manager. It
-// fails only when a configured file exists but cannot be read.
+// fails when trusted_proxies holds something that is not an address, or a
+// configured file exists but cannot be read.
 func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, error) {
 	cfg.setDefaults()
-	g := &Gateway{cfg: cfg, up: up, sessions: sessions, lg: cfg.Logger}
+	trust, err := parseTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{cfg: cfg, up: up, sessions: sessions, lg: cfg.Logger, trust: trust}
 	if cfg.DemoPages {
 		wc, err := loadStaticFile(cfg.WebChatBundle)
 		if err != nil {
@@ -223,11 +229,12 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		IdleTimeout:       cfg.IdleTimeout,
 		ReadBufferSize:    cfg.MaxHeaderBytes,
 		ErrorHandler:      g.handleError,
-		// Per-address limits need the client's address: from
-		// X-Forwarded-For only when a trusted proxy sent it.
-		ProxyHeader:             proxyHeader(cfg.TrustedProxies),
-		EnableTrustedProxyCheck: len(cfg.TrustedProxies) > 0,
-		TrustedProxies:          cfg.TrustedProxies,
+		// Routing is exact: /METRICS or /metrics/ must not reach what a
+		// proxy's rule for /metrics keeps private.
+		CaseSensitive: true,
+		StrictRouting: true,
+		// Client addresses, hosts and schemes come from clientaddr.go,
+		// never from Fiber's proxy handling.
 	})
 	srv := g.app.Server()
 	// fasthttp reads a request, body included when it is streamed, under
@@ -270,17 +277,17 @@ func (g *Gateway) routes() {
 		g.app.Get("/webchat/webchat.js", g.webchatBundle)
 	}
 	if g.cfg.Metrics != nil {
-		g.app.Get("/metrics", adaptor.HTTPHandler(g.cfg.Metrics))
+		g.app.Get("/metrics", exactPath, adaptor.HTTPHandler(g.cfg.Metrics))
 	}
 
 	dl := g.app.Group("/v3/directline", g.requestLimiter())
 	dl.Post("/tokens/generate", g.generateToken, g.newTokenLimiter(), g.forwardWithSecret)
-	dl.Post("/tokens/refresh", g.forward)
-	dl.Post("/conversations", g.startConversation)
-	dl.Get("/conversations/:id", g.reconnect)
-	dl.Post("/conversations/:id/activities", g.postActivity)
-	dl.Get("/conversations/:id/activities", g.forward)
-	dl.Post("/conversations/:id/upload", g.upload)
+	dl.Post("/tokens/refresh", g.needCredential, g.refreshToken)
+	dl.Post("/conversations", g.needCredential, g.startConversation)
+	dl.Get("/conversations/:id", g.needCredential, g.reconnect)
+	dl.Post("/conversations/:id/activities", g.needCredential, g.postActivity)
+	dl.Get("/conversations/:id/activities", g.needCredential, g.forward)
+	dl.Post("/conversations/:id/upload", g.needCredential, g.upload)
 	dl.Get("/conversations/:id/stream", g.stream)
 	g.app.Use(g.notFound)
 }
@@ -328,11 +335,3 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // Streams is the number of open SSE streams.
 func (g *Gateway) Streams() int { return g.streams.count() }
-
-// proxyHeader is the header that names the client behind trusted proxies.
-func proxyHeader(trusted []string) string {
-	if len(trusted) == 0 {
-		return ""
-	}
-	return fiber.HeaderXForwardedFor
-}

@@ -26,7 +26,7 @@ import (
 // harness runs the whole chain on loopback: Direct Line fake ← upstream
 // client ← session manager ← gateway on a real listener.
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	fake *directlinetest.Server
 	up   *upstream.Client
 	mgr  *session.Manager
@@ -45,7 +45,7 @@ type harnessOptions struct {
 	fake     []directlinetest.Option
 }
 
-func newHarness(t *testing.T, opts harnessOptions) *harness {
+func newHarness(t testing.TB, opts harnessOptions) *harness {
 	t.Helper()
 	fake := directlinetest.NewServer(opts.fake...)
 	t.Cleanup(fake.Close)
@@ -54,7 +54,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 
 // newHarnessWithFake runs a gateway in front of an existing fake, as a
 // restarted gateway would be.
-func newHarnessWithFake(t *testing.T, fake *directlinetest.Server, opts harnessOptions) *harness {
+func newHarnessWithFake(t testing.TB, fake *directlinetest.Server, opts harnessOptions) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, fake: fake}
 	logger := zerolog.New(h.logs).Level(zerolog.DebugLevel)
@@ -265,7 +265,7 @@ func (s *syncBuffer) Contains(sub string) bool { return strings.Contains(s.Strin
 
 // dumpGoroutines logs the stacks of the goroutines that serve or stream,
 // to show what a shutdown that timed out was waiting for.
-func dumpGoroutines(t *testing.T) {
+func dumpGoroutines(t testing.TB) {
 	buf := make([]byte, 4<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range strings.Split(string(buf), "\n\n") {

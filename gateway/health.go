@@ -25,3 +25,13 @@ func (g *Gateway) readyz(c *fiber.Ctx) error {
 	}
 	return c.SendString("ready")
 }
+
+// exactPath serves a private route only under its own spelling. fasthttp
+// routes "//metrics", "/./metrics" or "/%6detrics" as "/metrics", and a
+// proxy rule that keeps "/metrics" private would not see them as such.
+func exactPath(c *fiber.Ctx) error {
+	if string(c.Request().URI().PathOriginal()) != c.Route().Path {
+		return fiber.ErrNotFound
+	}
+	return c.Next()
+}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
+
 	"github.com/dlsse/dlsse/gateway"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/sse/ssetest"
@@ -24,8 +26,10 @@ import (
 // Hostile clients, end to end over real loopback sockets. One attacking
 // address (127.0.0.2) runs every attack at once — slow-loris connections, a
 // client that opens streams and never reads them while the bot pushes large
-// activities, and a flood of requests and streams beyond the per-address
-// caps — while a normal client (127.0.0.1) keeps posting and reading its
+// activities, a flood of requests and streams beyond the per-address caps,
+// malformed credentials aimed at the circuit breaker, and, through a trusted
+// proxy (127.0.0.3), forged X-Forwarded-For headers aimed at the per-address
+// limits — while a normal client (127.0.0.1) keeps posting and reading its
 // echo. The normal client must never fail; the attackers must be cut or
 // refused. Round-trip latencies with and without the attack are logged for
 // the record (go test -v -run Hostile), never asserted.
@@ -59,8 +63,12 @@ const (
 )
 
 // hostileAttackerIP is the address every attack comes from; the normal client
-// uses 127.0.0.1 (the harness's own address).
-var hostileAttackerIP = net.ParseIP("127.0.0.2")
+// uses 127.0.0.1 (the harness's own address). hostileProxyIP is a trusted
+// proxy the attacker also goes through.
+var (
+	hostileAttackerIP = net.ParseIP("127.0.0.2")
+	hostileProxyIP    = net.ParseIP("127.0.0.3")
+)
 
 func TestHostileClientsDoNotStarveOthers(t *testing.T) {
 	t.Parallel()
@@ -72,10 +80,12 @@ func TestHostileClientsDoNotStarveOthers(t *testing.T) {
 		RequestsPerIP:   hostileRequestsPerS,
 		MaxStreamsPerIP: hostileStreamsPerIP,
 		Observer:        obs,
+		TrustedProxies:  []string{hostileProxyIP.String()},
 	}})
 	ctx := testContext(t, 60*time.Second)
 	addr := strings.TrimPrefix(h.URL, "http://")
-	attacker := hostileDialer(t, addr)
+	attacker := hostileDialer(t, addr, hostileAttackerIP)
+	proxy := hostileDialer(t, addr, hostileProxyIP)
 
 	// --- Setup. The normal client: its own conversation and stream.
 	normal := h.start()
@@ -283,6 +293,70 @@ func TestHostileClientsDoNotStarveOthers(t *testing.T) {
 		floodTook = time.Since(floodStart)
 	})
 
+	// The breaker attack: stream requests whose credential is not one,
+	// which once counted as Direct Line failures, opened the breaker and
+	// made every REST call and /readyz fail.
+	var breakerTries, breakerMoved atomic.Int64
+	wg.Go(func() {
+		c := hostileHTTPClient(attacker, false)
+		pace := time.NewTicker(5 * time.Millisecond)
+		defer pace.Stop()
+		for ; attackCtx.Err() == nil; <-pace.C {
+			for _, q := range []string{"%0A", "%00", "a%20b", "%0D%0A"} {
+				req, _ := http.NewRequestWithContext(attackCtx, http.MethodGet,
+					h.URL+"/v3/directline/conversations/"+normal.ConversationID+"/stream?t="+q, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					return // the attack ended
+				}
+				breakerTries.Add(1)
+				if resp.StatusCode == http.StatusUnauthorized {
+					resp.Body.Close()
+				} else if hostileClassify(t, resp) != "requests" {
+					badAnswers.Add(1)
+				}
+			}
+			if h.up.BreakerState() != gobreaker.StateClosed {
+				breakerMoved.Add(1)
+			}
+		}
+	})
+
+	// The X-Forwarded-For attack: through the trusted proxy, which
+	// appends the attacker's real address, the attacker writes a new
+	// address to the left on every request, and sometimes an empty or
+	// garbage header. Were any of it believed, every request would have
+	// a fresh per-address budget and none would be refused.
+	var spoofSent, spoofRefused atomic.Int64
+	wg.Go(func() {
+		c := hostileHTTPClient(proxy, false)
+		for i := 0; attackCtx.Err() == nil && i < hostileFloodMaxRequests; i++ {
+			req, _ := http.NewRequestWithContext(attackCtx, http.MethodGet,
+				h.URL+"/v3/directline/conversations/"+quiet.ConversationID+"/activities", nil)
+			switch i % 4 {
+			case 0:
+				req.Header.Set("X-Forwarded-For", "")
+			case 1:
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("garbage-%d", i))
+			default:
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("10.%d.%d.%d, %s", i>>16&255, i>>8&255, i&255, hostileAttackerIP))
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				return
+			}
+			spoofSent.Add(1)
+			switch {
+			case resp.StatusCode == http.StatusUnauthorized:
+				resp.Body.Close()
+			case hostileClassify(t, resp) == "requests":
+				spoofRefused.Add(1)
+			default:
+				badAnswers.Add(1)
+			}
+		}
+	})
+
 	// Meanwhile the normal client, for the attack window.
 	attack := make([]time.Duration, 0, hostileMaxAttackRounds)
 	for i := 0; i < hostileMaxAttackRounds && time.Since(attackStart) < hostileAttackWindow; i++ {
@@ -368,6 +442,15 @@ func TestHostileClientsDoNotStarveOthers(t *testing.T) {
 	if n := badAnswers.Load(); n > 0 {
 		t.Errorf("attacker: %d answers neither expected nor a Throttled 429 with Retry-After", n)
 	}
+	if breakerTries.Load() == 0 || breakerMoved.Load() > 0 || h.up.BreakerState() != gobreaker.StateClosed {
+		t.Errorf("breaker attack: %d malformed credentials sent, the breaker left closed %d times", breakerTries.Load(), breakerMoved.Load())
+	}
+	if status := h.readyz(); status != http.StatusOK {
+		t.Errorf("/readyz %d after the attack, want 200", status)
+	}
+	if spoofRefused.Load() == 0 {
+		t.Errorf("X-Forwarded-For attack: %d requests, none refused: forged addresses got budgets of their own", spoofSent.Load())
+	}
 
 	t.Logf("baseline (%d rounds, no attack): %s", len(baseline), hostileLatency(baseline))
 	t.Logf("under attack (%d rounds): %s", len(attack), hostileLatency(attack))
@@ -382,21 +465,22 @@ func TestHostileClientsDoNotStarveOthers(t *testing.T) {
 		admitted, capRefused, rateRefused, streamsDuringAttack)
 	t.Logf("request flood: %d requests in %v: %d let through (401), %d refused 429",
 		reqPassed.Load()+reqRefused.Load(), floodTook.Round(time.Millisecond), reqPassed.Load(), reqRefused.Load())
+	t.Logf("breaker attack: %d malformed credentials, breaker %v", breakerTries.Load(), h.up.BreakerState())
+	t.Logf("X-Forwarded-For attack: %d requests, %d refused 429", spoofSent.Load(), spoofRefused.Load())
 	t.Logf("stream ends by reason: %v", obs.snapshot())
 }
 
 // ---------------------------------------------------------------------------
 // Attacker plumbing
 
-// hostileDialer dials from hostileAttackerIP; it skips the test where that
-// address cannot be used (127.0.0.0/8 is all loopback on Linux, not on
-// every system).
-func hostileDialer(t *testing.T, addr string) *net.Dialer {
+// hostileDialer dials from ip; it skips the test where that address cannot
+// be used (127.0.0.0/8 is all loopback on Linux, not on every system).
+func hostileDialer(t *testing.T, addr string, ip net.IP) *net.Dialer {
 	t.Helper()
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: hostileAttackerIP}, Timeout: 5 * time.Second}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 5 * time.Second}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Skipf("cannot dial from %s to model a second client address: %v", hostileAttackerIP, err)
+		t.Skipf("cannot dial from %s to model another client address: %v", ip, err)
 	}
 	conn.Close()
 	return d

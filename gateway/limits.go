@@ -97,9 +97,10 @@ func (a *admission) release(conv, ip string) {
 // loop too).
 func (g *Gateway) requestLimiter() fiber.Handler {
 	return limiter.New(limiter.Config{
-		Max:        g.cfg.RequestsPerIP,
-		Expiration: time.Second,
-		Storage:    newRateStore(),
+		Max:          g.cfg.RequestsPerIP,
+		Expiration:   time.Second,
+		Storage:      newRateStore(),
+		KeyGenerator: g.clientKey,
 		LimitReached: func(c *fiber.Ctx) error {
 			if strings.HasSuffix(c.Path(), "/stream") {
 				// A fleet of browsers behind one corporate proxy

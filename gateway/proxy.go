@@ -161,6 +161,9 @@ func relay(c *fiber.Ctx, resp *http.Response) {
 // upload proxies an upload as a stream, never held whole, cut off past
 // MaxUploadBytes.
 func (g *Gateway) upload(c *fiber.Ctx) error {
+	// Direct Line posts an upload as from userId: noted, like a post's
+	// sender (activity.go).
+	g.sessions.NoteSender(c.Params("id"), strings.Clone(c.Query("userId")))
 	body := &limitedBody{r: requestBody(c), left: g.cfg.MaxUploadBytes}
 	resp, err := g.send(c, body, g.cfg.UploadTimeout)
 	if body.hit || errors.Is(err, errUploadTooLarge) {

@@ -374,16 +374,16 @@ func TestTooManyRequestsDoesNotTripBreaker(t *testing.T) {
 		t.Errorf("posts served = %d, want 1", got)
 	}
 
-	// Control: three 502s in a row do open it.
-	h.fake.FailNext(3, http.StatusBadGateway, "BotError", "")
+	// Control: three 503s in a row do open it.
+	h.fake.FailNext(3, http.StatusServiceUnavailable, "ServiceError", "")
 	for range 3 {
-		if status, _, _ := h.do(http.MethodPost, h.postPath(conv.ConversationID), conv.Token, userMessage("x")); status != http.StatusBadGateway {
-			t.Fatalf("status %d, want Direct Line's 502 passed through", status)
+		if status, _, _ := h.do(http.MethodPost, h.postPath(conv.ConversationID), conv.Token, userMessage("x")); status != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want Direct Line's 503 passed through", status)
 		}
 	}
 	status, header, body := h.do(http.MethodPost, h.postPath(conv.ConversationID), conv.Token, userMessage("refused"))
 	if status != http.StatusServiceUnavailable || header.Get("Retry-After") == "" || errorCodeOf(t, body) != "UpstreamUnavailable" {
-		t.Errorf("after three 502s: %d Retry-After %q %s, want 503 UpstreamUnavailable with Retry-After",
+		t.Errorf("after three 503s: %d Retry-After %q %s, want 503 UpstreamUnavailable with Retry-After",
 			status, header.Get("Retry-After"), body)
 	}
 }
@@ -401,7 +401,7 @@ func TestRefusedStreamRetryHintCoversBreakerOpenPeriod(t *testing.T) {
 	})
 	ctx := testContext(t, 10*time.Second)
 	conv := h.start()
-	h.fake.FailNext(3, http.StatusBadGateway, "BotError", "")
+	h.fake.FailNext(3, http.StatusServiceUnavailable, "ServiceError", "")
 	for range 3 {
 		h.do(http.MethodPost, h.postPath(conv.ConversationID), conv.Token, userMessage("x"))
 	}
@@ -457,6 +457,12 @@ func TestSessionRefreshesUpstreamTokenBeforeExpiry(t *testing.T) {
 	defer cancel()
 	if err := h.fake.WaitFor(wctx, func(st directlinetest.Stats) bool { return st.TokensRefreshed >= 1 }); err != nil {
 		t.Fatalf("the session never refreshed its 2 s token: %v", err)
+	}
+	// The stream reads with the client's token, which the session's own
+	// refresh does not extend: the client refreshes it through dlsse, as
+	// its library does, and the stream is carried along.
+	if status, _, body := h.do(http.MethodPost, "/v3/directline/tokens/refresh", conv.Token, nil); status != http.StatusOK {
+		t.Fatalf("client refresh: %d %s", status, body)
 	}
 	// Until the original token is dead.
 	path := "/v3/directline/conversations/" + conv.ConversationID + "/activities"
@@ -910,7 +916,7 @@ func TestMetricsFollowAConversation(t *testing.T) {
 		`dlsse_sse_subscribers_open`:                           1,
 		`dlsse_activities_received_total`:                      4,
 		`dlsse_activities_delivered_total`:                     float64(delivered),
-		`dlsse_replay_total{result="hit"}`:                     1,
+		`dlsse_replay_total{result="hit"}`:                     2, // the first stream's "~" and this resume
 		`dlsse_replay_total{result="miss"}`:                    0,
 		`dlsse_sse_disconnects_total{reason="client_gone"}`:    1,
 		`dlsse_sse_disconnects_total{reason="slow"}`:           0,

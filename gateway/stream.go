@@ -72,7 +72,7 @@ type streamRequest struct {
 // Direct Line) and the event loop run on the hijacked connection, so the
 // outcome, whatever it is, is written there as a complete HTTP answer.
 func (g *Gateway) stream(c *fiber.Ctx) error {
-	req, err := parseStreamRequest(c)
+	req, err := g.parseStreamRequest(c)
 	if err != nil {
 		return err
 	}
@@ -130,19 +130,26 @@ func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
 // accepted one it writes the response head and returns the subscription
 // and the admission to release when the stream ends.
 func (g *Gateway) subscribeStream(conn net.Conn, req streamRequest) (*session.Subscriber, func()) {
+	lg := g.lg.With().Str("conversation_id", req.conversationID).Logger()
+	ctx, cancel := context.WithTimeout(g.stopCtx, g.cfg.SubscribeWait)
+	defer cancel()
+	// The credential first: a stranger takes no slot and opens no
+	// session, and an ended conversation answers garbage as an unknown
+	// one does.
+	if err := g.sessions.Verify(ctx, req.conversationID, req.credential); err != nil {
+		g.refuseStream(conn, req.headers, err, lg)
+		return nil, nil
+	}
 	release, refused := g.admit.admit(req.conversationID, req.remote)
 	if refused != nil {
 		writeErrorResponse(conn, req.headers, refused)
 		return nil, nil
 	}
-	lg := g.lg.With().Str("conversation_id", req.conversationID).Logger()
-	ctx, cancel := context.WithTimeout(g.stopCtx, g.cfg.SubscribeWait)
 	sub, err := g.sessions.Subscribe(ctx, session.Request{
 		ConversationID: req.conversationID,
 		Credential:     req.credential,
 		Cursor:         req.cursor,
 	})
-	cancel()
 	if err != nil {
 		release()
 		g.refuseStream(conn, req.headers, err, lg)
@@ -172,18 +179,26 @@ func rawConn(c net.Conn) net.Conn {
 // Direct Line watermark, in that order). Everything is copied (the app is
 // Immutable; strings.Clone says so here too): the request's buffers are
 // recycled once the connection is hijacked.
-func parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
-	req := streamRequest{conversationID: strings.Clone(c.Params("id")), remote: strings.Clone(c.IP())}
+func (g *Gateway) parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
+	req := streamRequest{conversationID: strings.Clone(c.Params("id")), remote: g.clientKey(c)}
 	if err := validConversationID(req.conversationID); err != nil {
 		return req, err
 	}
-	req.credential = strings.Clone(bearer(c))
-	if req.credential == "" {
+	if c.Get(fiber.HeaderAuthorization) != "" {
+		cred, err := requestCredential(c)
+		if err != nil {
+			return req, err
+		}
+		req.credential = cred
+	} else {
 		req.credential = strings.Clone(c.Query("t"))
-	}
-	if req.credential == "" {
-		return req, newError(http.StatusUnauthorized, codeBadArgument,
-			"missing credential: send Authorization: Bearer, or t= in the URL")
+		if req.credential == "" {
+			return req, newError(http.StatusUnauthorized, codeBadArgument,
+				"missing credential: send Authorization: Bearer, or t= in the URL")
+		}
+		if !upstream.ValidCredential(req.credential) {
+			return req, errMalformedCredential
+		}
 	}
 	raw := strings.Clone(c.Get("Last-Event-ID"))
 	if raw == "" {
@@ -219,8 +234,8 @@ func (g *Gateway) refuseStream(conn net.Conn, headers string, err error, lg zero
 	}
 	ae := toAPIError(err)
 	var upErr *upstream.APIError
-	if errors.As(err, &upErr) && upErr.Terminal() {
-		lg.Info().Int("status", ae.status).Str("code", ae.code).Msg("stream refused by Direct Line")
+	if (errors.As(err, &upErr) && upErr.Terminal()) || errors.Is(err, session.ErrBadCursor) {
+		lg.Info().Int("status", ae.status).Str("code", ae.code).Msg("stream refused")
 		writeErrorResponse(conn, headers, ae)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/dlsse/dlsse/gateway"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse/ssetest"
+	"github.com/dlsse/dlsse/upstream"
 	"github.com/dlsse/dlsse/upstream/directlinetest"
 )
 
@@ -102,9 +104,10 @@ func TestStartKeeps201And200AndRewritesStreamURL(t *testing.T) {
 				t.Errorf("start #%d: field %s missing from %s", i+1, k, body)
 			}
 		}
-		want := h.URL + "/v3/directline/conversations/" + gen.ConversationID + "/stream?t="
-		if su, _ := fields["streamUrl"].(string); !strings.HasPrefix(su, want) || strings.Contains(su, h.fake.URL) {
-			t.Errorf("streamUrl = %q, want it on the gateway (%s…)", su, want)
+		// From the beginning, with the conversation's token.
+		want := h.URL + "/v3/directline/conversations/" + gen.ConversationID + "/stream?lastEventId=~&t=" + url.QueryEscape(gen.Token)
+		if su, _ := fields["streamUrl"].(string); su != want {
+			t.Errorf("streamUrl = %q, want %q", su, want)
 		}
 	}
 
@@ -558,21 +561,26 @@ func TestSessionOutlivesCreatorsExpiredToken(t *testing.T) {
 	expectTexts(ctx, t, b, []string{"still here"})
 }
 
-// A stranger who opens a conversation's session with a bad credential does
-// not decide for a legitimate subscriber that arrives meanwhile.
+// A stranger with a bad credential opens no session, and decides nothing
+// for a legitimate subscriber that arrives while its credential is being
+// checked with Direct Line.
 func TestBadCreatorDoesNotRefuseWaiters(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	rt := newRecordingTransport(t)
+	h := newHarness(t, harnessOptions{upstream: upstream.Config{Transport: rt}})
 	ctx := testContext(t, 10*time.Second)
-	conv := h.start()
+	id, token := h.fake.NewConversation() // no start through dlsse: nothing vouches for anyone
 	h.fake.SetLatency(300 * time.Millisecond)
 	bad := make(chan error, 1)
 	go func() {
-		_, err := ssetest.Open(ctx, h.streamURL(conv.ConversationID, "bogus"), nil)
+		_, err := ssetest.Open(ctx, h.streamURL(id, "bogus"), nil)
 		bad <- err
 	}()
-	waitFor(t, 5*time.Second, "the stranger's session", func() bool { return h.mgr.Session(conv.ConversationID) != nil })
-	s := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), nil)
+	waitFor(t, 5*time.Second, "the stranger's check", func() bool { return rt.count() > 0 })
+	if h.mgr.Session(id) != nil {
+		t.Errorf("a session was opened for an unverified credential")
+	}
+	s := h.open(ctx, h.streamURL(id, token), nil)
 	h.fake.SetLatency(0)
 	waitOnline(ctx, t, s)
 	var se *ssetest.StatusError

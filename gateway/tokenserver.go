@@ -19,7 +19,14 @@ import (
 // The route is generateToken → the token limiter → forwardWithSecret.
 func (g *Gateway) generateToken(c *fiber.Ctx) error {
 	if c.Get(fiber.HeaderAuthorization) != "" || g.cfg.DirectLineSecret == "" {
-		return g.forward(c)
+		if _, err := requestCredential(c); err != nil {
+			return err
+		}
+		resp, err := g.send(c, requestBody(c), g.cfg.ForwardTimeout)
+		if err != nil {
+			return err
+		}
+		return g.relayToken(c, resp, "")
 	}
 	if !originAllowed(g.cfg.TokenOrigins, c.Get(fiber.HeaderOrigin)) {
 		return newError(http.StatusForbidden, "Forbidden", "this origin may not get tokens from this gateway")
@@ -30,9 +37,10 @@ func (g *Gateway) generateToken(c *fiber.Ctx) error {
 // newTokenLimiter rate-limits token-server requests per client address.
 func (g *Gateway) newTokenLimiter() fiber.Handler {
 	return limiter.New(limiter.Config{
-		Max:        g.cfg.TokensPerIPPerMinute,
-		Expiration: time.Minute,
-		Storage:    newRateStore(),
+		Max:          g.cfg.TokensPerIPPerMinute,
+		Expiration:   time.Minute,
+		Storage:      newRateStore(),
+		KeyGenerator: g.clientKey,
 		LimitReached: func(c *fiber.Ctx) error {
 			return &apiError{status: http.StatusTooManyRequests, code: codeThrottled,
 				message: "too many tokens requested from this address", retryAfter: tokenServerRetryAfter}
@@ -54,6 +62,5 @@ func (g *Gateway) forwardWithSecret(c *fiber.Ctx) error {
 		return err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	relay(c, resp)
-	return nil
+	return g.relayToken(c, resp, "")
 }

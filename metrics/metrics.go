@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
 )
@@ -61,7 +62,7 @@ func New() *Metrics {
 	m.reconnectDelay = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_upstream_reconnect_delay_seconds_total",
 		Help: "Time reconnect attempts waited for the reconnect limit, on top of their backoff, summed."})
 	m.disconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_sse_disconnects_total",
-		Help: "SSE streams ended, by reason (slow, client_gone, shutdown, ended, upstream_error)."}, []string{"reason"})
+		Help: "SSE streams ended, by reason (slow, client_gone, shutdown, ended, upstream_error, token_expired)."}, []string{"reason"})
 	m.breakerState = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_breaker_state",
 		Help: "Direct Line circuit breaker: 0 closed, 1 half-open, 2 open."})
 	m.breakerTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_breaker_transitions_total",
@@ -85,7 +86,8 @@ func New() *Metrics {
 	for _, r := range []string{"closed", "collision", "stalled", "lost", "too_large"} {
 		m.reconnects.WithLabelValues(r)
 	}
-	for _, r := range []sse.Reason{sse.ReasonSlow, sse.ReasonClientGone, sse.ReasonShutdown, sse.ReasonEnded, "upstream_error"} {
+	for _, r := range []sse.Reason{sse.ReasonSlow, sse.ReasonClientGone, sse.ReasonShutdown, sse.ReasonEnded,
+		session.ReasonUpstream, session.ReasonTokenExpired} {
 		m.disconnects.WithLabelValues(string(r))
 	}
 	for _, st := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {

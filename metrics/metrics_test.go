@@ -99,7 +99,7 @@ func TestNewExportsKnownSeriesAtZero(t *testing.T) {
 	for _, r := range []string{"closed", "collision", "stalled", "lost"} {
 		g.expect(t, "dlsse_upstream_reconnects_total", 0, "reason", r)
 	}
-	for _, r := range []string{"slow", "client_gone", "shutdown", "ended", "upstream_error"} {
+	for _, r := range []string{"slow", "client_gone", "shutdown", "ended", "upstream_error", "token_expired"} {
 		g.expect(t, "dlsse_sse_disconnects_total", 0, "reason", r)
 	}
 	for _, s := range []string{"closed", "half-open", "open"} {

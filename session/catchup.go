@@ -2,28 +2,37 @@ package session
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
 
-	"github.com/dlsse/dlsse/sse"
+	"github.com/dlsse/dlsse/upstream"
 )
 
 // catchUp serves a subscriber whose cursor the log cannot: it polls Direct
 // Line from the cursor's watermark, queues what the subscriber has not
-// seen, and sets the point where it joins the shared log. It returns a
-// non-empty reason when Direct Line could not be asked.
+// seen, and sets the point where it joins the shared log. Errors: Direct
+// Line's refusal (ErrBadCursor when it does not know the watermark), or
+// one matching ErrUnavailable.
 //
 // Joining is exact: the subscriber continues in the log right after the
 // last activity the poll returned (found by id), or right after the poll's
 // watermark. Until the log gets there (the session may still be replaying),
 // the subscriber waits. Every id the poll returned is also skipped once if
 // the log repeats it, since Direct Line may replay more than asked.
-func (sub *Subscriber) catchUp(ctx context.Context) sse.Reason {
+func (sub *Subscriber) catchUp(ctx context.Context) error {
 	s := sub.s
 	from := sub.last
 	head := s.log.Head()
 	set, err := s.m.up.Activities(ctx, s.upstreamCredential(), s.id, from.Base)
 	if err != nil {
-		s.lg().Info().Err(classify(err)).Msg("catch-up poll failed")
-		return ReasonUpstream
+		var apiErr *upstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest {
+			return fmt.Errorf("%w: Direct Line does not know its watermark", ErrBadCursor)
+		}
+		err = classify(err)
+		s.lg().Info().Err(err).Msg("catch-up poll failed")
+		return err
 	}
 	acts, _ := decodeActivities(set.Activities)
 	start := 0
@@ -66,5 +75,5 @@ func (sub *Subscriber) catchUp(ctx context.Context) sse.Reason {
 		})
 	}
 	sub.joining = true
-	return ""
+	return nil
 }

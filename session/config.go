@@ -36,6 +36,15 @@ const (
 	// all, with at most ~11% of them calling in any one second.
 	DefaultReconnectRate  = 1000
 	DefaultReconnectBurst = 100
+	// DefaultVerifyRate bounds what a flood of unknown credentials can
+	// cost Direct Line, while a restarted instance still re-admits
+	// 10,000 returning streams in about 20 s.
+	DefaultVerifyRate  = 500
+	DefaultVerifyBurst = 100
+	// DefaultReverify: a stream whose credential's lifetime Direct Line
+	// never told (a secret, a token dlsse saw no answer about) is
+	// re-checked this often, and ends when Direct Line refuses it.
+	DefaultReverify = 5 * time.Minute
 )
 
 // Config tunes a Manager. Every zero value means the default above.
@@ -67,6 +76,15 @@ type Config struct {
 	// ReconnectRate means no limit. First connects are not limited.
 	ReconnectRate  float64
 	ReconnectBurst int
+	// VerifyRate and VerifyBurst limit the questions to Direct Line about
+	// credentials nobody vouched for (streams opened with a credential no
+	// start, reconnect or earlier check accepted), like ReconnectRate. A
+	// stream over the limit is told to come back. Negative: no limit.
+	VerifyRate  float64
+	VerifyBurst int
+	// Reverify is how often a stream whose credential's lifetime is
+	// unknown is re-checked with Direct Line.
+	Reverify time.Duration
 	// MaxBatch bounds the bytes a subscriber writes in one go.
 	MaxBatch int
 	// Logger receives session logs; conversation_id is on every line.
@@ -91,6 +109,11 @@ func (c *Config) setDefaults() {
 		c.ReconnectRate = DefaultReconnectRate
 	}
 	orDefault(&c.ReconnectBurst, DefaultReconnectBurst)
+	if c.VerifyRate == 0 { // negative: no limit
+		c.VerifyRate = DefaultVerifyRate
+	}
+	orDefault(&c.VerifyBurst, DefaultVerifyBurst)
+	orDefault(&c.Reverify, DefaultReverify)
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}

@@ -21,8 +21,10 @@ import (
 // to and including the activity whose id hashes to Hash. This holds however
 // Direct Line batches the replay, which counting positions would not.
 //
-// A cursor with no Hash is a plain Direct Line watermark (from the
-// watermark query parameter): everything after Base.
+// A cursor with no Hash is a plain Direct Line watermark: everything after
+// Base. It is written "BASE~", so that every cursor dlsse issues holds the
+// separator and a bare word in Last-Event-ID is refused as what it is, not
+// taken for a watermark (the watermark query parameter takes plain ones).
 type Cursor struct {
 	Base string
 	Hash uint64
@@ -61,13 +63,14 @@ func IDHash(id string) uint64 {
 	return h.Sum64()
 }
 
-// String encodes the cursor: "BASE~HASH", or just "BASE" for a watermark.
+// String encodes the cursor: "BASE~HASH", "BASE~" for a watermark, "~"
+// for the beginning.
 func (c Cursor) String() string {
 	if c.Beginning {
 		return string(cursorSep)
 	}
 	if !c.HasHash {
-		return c.Base
+		return c.Base + string(cursorSep)
 	}
 	var raw [8]byte
 	binary.BigEndian.PutUint64(raw[:], c.Hash)
@@ -90,10 +93,10 @@ func ParseCursor(s string) (Cursor, error) {
 		return Cursor{Beginning: true}, nil
 	}
 	base, hash, found := strings.Cut(s, string(cursorSep))
-	if err := ValidateWatermark(base); err != nil {
+	if !found || ValidateWatermark(base) != nil {
 		return Cursor{}, ErrBadCursor
 	}
-	if !found {
+	if hash == "" {
 		return Cursor{Base: base}, nil
 	}
 	if len(hash) != hashLen {

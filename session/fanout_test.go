@@ -35,7 +35,8 @@ func newFanOut(tb testing.TB, n int, ev sse.Event) *fanOut {
 	for range n {
 		sub := newSubscriber(s, nil)
 		s.mu.Lock()
-		s.subs[sub] = struct{}{} // what subscribe does once verified
+		sub.acc = s.grantLocked("fanout-token") // what subscribe does once verified
+		s.subs[sub] = struct{}{}
 		s.mu.Unlock()
 		f.subs = append(f.subs, sub)
 	}

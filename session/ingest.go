@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -107,7 +108,7 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 			}
 			lastDurable = len(entries)
 		}
-		if d.meta.Type == "endOfConversation" {
+		if d.meta.Type == "endOfConversation" && s.fromBot(d) {
 			s.endSeen = true
 		}
 		e.Event = activityEvent(d, base)
@@ -122,6 +123,22 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 	s.log.Append(entries, wm)
 	s.m.cfg.Observer.ActivitiesReceived(len(entries))
 	s.notify()
+}
+
+// fromBot reports whether an activity was sent by the bot: not marked as
+// a user's, and not from an id a client posted as through dlsse.
+func (s *Session) fromBot(d *decoded) bool {
+	var a struct {
+		From struct {
+			ID   string `json:"id"`
+			Role string `json:"role"`
+		} `json:"from"`
+	}
+	_ = json.Unmarshal(d.json, &a)
+	if strings.EqualFold(a.From.Role, "user") {
+		return false
+	}
+	return !s.m.senders.has(s.id, a.From.ID)
 }
 
 // inSet reports whether a durable entry with hash is among entries (the

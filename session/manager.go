@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"sync"
 	"time"
@@ -21,19 +20,18 @@ var ErrEnded = errors.New("session: conversation ended")
 // reconnecting after the end are told so instead of opening it again.
 const endedTTL = 10 * time.Minute
 
-// Offer is a stream URL the gateway got from Direct Line on a client's
-// behalf (start or reconnect). The session that opens the conversation's
-// stream uses it instead of asking again, while it is fresh.
+// Offer is the stream URL of a start answer the gateway got from Direct
+// Line on a client's behalf. The session that opens the conversation's
+// stream uses it instead of asking again, while it is fresh. It replays the
+// conversation from its beginning. (A reconnect answer makes no offer: its
+// watermark is the client's, and a session never starts where a client
+// says.)
 type Offer struct {
 	StreamURL string
 	// Credentials Direct Line accepted for this conversation in the call
 	// that produced the URL: the client's and the token it answered with.
 	Credentials []string
-	// FromBeginning: the URL replays the conversation from its start (a
-	// start answer). Otherwise it replays from Watermark.
-	FromBeginning bool
-	Watermark     string
-	At            time.Time
+	At          time.Time
 	// Token and ExpiresIn are the token Direct Line answered with and its
 	// lifetime in seconds, so a session using it can refresh it in time.
 	Token     string
@@ -53,7 +51,9 @@ type Request struct {
 type Manager struct {
 	cfg        Config
 	up         *upstream.Client
-	reconnects *reconnectLimit // shared by every session's reconnects
+	reconnects *callLimit // shared by every session's reconnects
+	verifier   *verifier
+	senders    senders // who posted as a client, per conversation
 
 	ctx    context.Context // parent of every session
 	cancel context.CancelFunc
@@ -63,9 +63,7 @@ type Manager struct {
 	closed   bool
 	sessions map[string]*Session
 	offers   map[string]Offer
-	verified map[[32]byte]time.Time // credentialKey -> expiry
-	ended    map[string]time.Time   // conversation -> when it ended
-	marks    int                    // verifications since start, to prune now and then
+	ended    map[string]time.Time // conversation -> when it ended
 }
 
 // NewManager returns a Manager that reaches Direct Line through up.
@@ -75,12 +73,13 @@ func NewManager(up *upstream.Client, cfg Config) *Manager {
 	return &Manager{
 		cfg:        cfg,
 		up:         up,
-		reconnects: newReconnectLimit(cfg.ReconnectRate, cfg.ReconnectBurst),
+		reconnects: newCallLimit(cfg.ReconnectRate, cfg.ReconnectBurst),
+		verifier:   newVerifier(ctx, up, &cfg),
+		senders:    newSenders(),
 		ctx:        ctx,
 		cancel:     cancel,
 		sessions:   make(map[string]*Session),
 		offers:     make(map[string]Offer),
-		verified:   make(map[[32]byte]time.Time),
 		ended:      make(map[string]time.Time),
 	}
 }
@@ -92,45 +91,43 @@ func (m *Manager) markEnded(conversationID string) {
 	m.ended[conversationID] = time.Now()
 }
 
-// credentialKey is how a credential is remembered: hashed, never kept in
-// clear outside the session that uses it.
-func credentialKey(conversationID, credential string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte(conversationID))
-	h.Write([]byte{0})
-	h.Write([]byte(credential))
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
-}
-
-// Offer records a fresh stream URL and the credentials Direct Line just
-// accepted for the conversation.
+// Offer records a start answer's stream URL and the credentials Direct
+// Line just accepted for the conversation.
 func (m *Manager) Offer(conversationID string, o Offer) {
 	if o.At.IsZero() {
 		o.At = time.Now()
 	}
+	m.Accepted(conversationID, o.At, o.Credentials...)
+	m.LearnToken(o.Token, o.ExpiresIn)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.pruneLocked(o.At)
-	for _, c := range o.Credentials {
-		if c != "" {
-			m.verified[credentialKey(conversationID, c)] = o.At.Add(m.cfg.VerifyTTL)
-		}
-	}
 	if o.StreamURL != "" {
 		m.offers[conversationID] = o
 	}
 }
 
-// pruneLocked drops expired offers and verifications. It runs on every
-// Offer, so both maps stay as small as the recent traffic.
-func (m *Manager) pruneLocked(now time.Time) {
-	for k, exp := range m.verified {
-		if now.After(exp) {
-			delete(m.verified, k)
+// Accepted records credentials Direct Line accepted for a conversation at
+// time at (in a start or reconnect call a client made through dlsse), so
+// that streams presenting them need not ask again.
+func (m *Manager) Accepted(conversationID string, at time.Time, credentials ...string) {
+	for _, c := range credentials {
+		if c != "" {
+			m.verifier.accept(conversationID, c, at)
 		}
 	}
+}
+
+// LearnToken records a token's lifetime (expires_in seconds from now) as
+// a Direct Line answer told it: a stream reading with that token ends when
+// it expires, unless a refresh through dlsse carried it along.
+func (m *Manager) LearnToken(token string, expiresIn int) {
+	m.verifier.learnExpiry(token, expiresIn)
+}
+
+// pruneLocked drops expired offers and ended marks. It runs on every Offer,
+// so both maps stay as small as the recent traffic.
+func (m *Manager) pruneLocked(now time.Time) {
 	for id, o := range m.offers {
 		if now.Sub(o.At) > m.cfg.StreamURLWindow {
 			delete(m.offers, id)
@@ -164,26 +161,31 @@ func (m *Manager) takeOfferLocked(conversationID, credential string) (Offer, boo
 	return Offer{}, false // not theirs to spend
 }
 
+// Verify returns nil when Direct Line accepts credential for the
+// conversation: from what is known (a start or reconnect answer, an earlier
+// check within VerifyTTL, a refusal within a few seconds) or by asking it.
+// Only one question per (conversation, credential) is in flight, and
+// questions about credentials nobody vouched for are limited to VerifyRate
+// a second. Errors: *upstream.APIError when Direct Line refused, an error
+// matching ErrUnavailable when it cannot be asked now.
+//
+// Streams are verified before they take a slot or open a session, so a
+// stranger's garbage costs neither.
+func (m *Manager) Verify(ctx context.Context, conversationID, credential string) error {
+	wm := ""
+	if s := m.Session(conversationID); s != nil {
+		wm = s.log.Watermark() // the cheapest read: what came since
+	}
+	return m.verifier.verify(ctx, conversationID, credential, wm, false)
+}
+
 func (m *Manager) isVerified(conversationID, credential string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	exp, ok := m.verified[credentialKey(conversationID, credential)]
-	return ok && time.Now().Before(exp)
+	return m.verifier.isAccepted(conversationID, credential)
 }
 
 func (m *Manager) markVerified(conversationID, credential string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := time.Now()
-	m.verified[credentialKey(conversationID, credential)] = now.Add(m.cfg.VerifyTTL)
-	// Streams alone (no start calls) must not grow the cache forever.
-	if m.marks++; m.marks%pruneEvery == 0 {
-		m.pruneLocked(now)
-	}
+	m.verifier.accept(conversationID, credential, time.Now())
 }
-
-// pruneEvery is how many verifications pass between prunes.
-const pruneEvery = 256
 
 // Subscribe attaches a subscriber to a conversation, opening its session
 // when none is open. The credential is verified for the conversation

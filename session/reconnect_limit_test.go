@@ -23,7 +23,7 @@ func TestReconnectLimitSpreadsAStorm(t *testing.T) {
 			perSec   = 50
 			burst    = 5
 		)
-		l := newReconnectLimit(perSec, burst)
+		l := newCallLimit(perSec, burst)
 		start := time.Now()
 		var delayed atomic.Int64
 		var mu sync.Mutex
@@ -79,7 +79,7 @@ func TestReconnectLimitSpreadsAStorm(t *testing.T) {
 // process is calm reconnects at once, also once a storm has passed.
 func TestReconnectLimitLetsACalmDropThrough(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newReconnectLimit(10, 3)
+		l := newCallLimit(10, 3)
 		calm := func(what string) {
 			t.Helper()
 			start := time.Now()
@@ -104,7 +104,7 @@ func TestReconnectLimitLetsACalmDropThrough(t *testing.T) {
 // gave up goes to the sessions behind it.
 func TestReconnectLimitHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newReconnectLimit(1.0/3600, 1) // one an hour
+		l := newCallLimit(1.0/3600, 1) // one an hour
 		if !l.wait(t.Context(), nil) {
 			t.Fatal("the burst refused")
 		}
@@ -138,7 +138,7 @@ func TestReconnectLimitHonoursContext(t *testing.T) {
 // TestReconnectLimitOff: a negative rate is no limit at all.
 func TestReconnectLimitOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newReconnectLimit(-1, 1)
+		l := newCallLimit(-1, 1)
 		start := time.Now()
 		for range 1000 {
 			if !l.wait(t.Context(), func(d time.Duration) { t.Fatalf("delayed %v without a limit", d) }) {
@@ -161,7 +161,7 @@ func TestConfigReconnectLimitDefaults(t *testing.T) {
 	}
 	off := Config{ReconnectRate: -1}
 	off.setDefaults()
-	if off.ReconnectRate >= 0 || newReconnectLimit(off.ReconnectRate, off.ReconnectBurst).lim != nil {
+	if off.ReconnectRate >= 0 || newCallLimit(off.ReconnectRate, off.ReconnectBurst).lim != nil {
 		t.Errorf("a negative rate must mean no limit, got %v", off.ReconnectRate)
 	}
 }
@@ -242,7 +242,7 @@ func TestAwaitReconnectTurn(t *testing.T) {
 // go back, so reservations stay at the rate however the callers' clocks
 // interleave.
 func TestReconnectLimitClockNeverGoesBack(t *testing.T) {
-	l := newReconnectLimit(100, 1)
+	l := newCallLimit(100, 1)
 	base := time.Now()
 	calls := 0
 	l.now = func() time.Time { // late, early, late, early...

@@ -113,6 +113,7 @@ func (s *Session) stop() {
 	if s.refreshTimer != nil {
 		s.refreshTimer.Stop()
 	}
+	s.stopAccessLocked()
 	s.mu.Unlock()
 	s.tasks.closeAndWait()
 }

@@ -55,7 +55,8 @@ type Session struct {
 	refreshTimer *time.Timer
 	stopped      bool // run has ended: schedule nothing more
 	subs         map[*Subscriber]struct{}
-	waiting      int // subscribers between acquire and attach
+	access       map[[32]byte]*access // tokenKey -> what subscribers read with
+	waiting      int                  // subscribers between acquire and attach
 	retired      bool
 	status       Status
 	statusVer    uint64
@@ -90,20 +91,17 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		ingested:        make(chan struct{}),
 	}
 	s.ingestPendingFn = s.ingestPending
-	// A session starts where Direct Line vouches for: an offer's start,
-	// or "now" (a poll first). Never at a client's cursor: a cursor from
-	// the future, or from another conversation, would put the log where
-	// the conversation never gets, and the socket would reconnect from
-	// there. A subscriber's cursor is served by its own catch-up.
-	start := ""
-	if hasOffer {
-		s.fromBeginning = offer.FromBeginning
-		start = offer.Watermark
-	}
+	// A session starts where Direct Line vouches for: a start answer's
+	// beginning, or "now" (a poll first). Never at a client's cursor or
+	// watermark: one from the future, or from another conversation, would
+	// put the log where the conversation never gets, and the socket would
+	// reconnect from there. A subscriber's cursor is served by its own
+	// catch-up.
+	s.fromBeginning = hasOffer
 	if hasOffer && offer.Token == req.Credential {
 		s.creds[0].refreshAt = s.refreshTime(offer.ExpiresIn)
 	}
-	s.log = newMemLog(m.cfg.ReplayBuffer, start)
+	s.log = newMemLog(m.cfg.ReplayBuffer, "")
 	s.setStatusLocked(Status{State: StateConnecting})
 	return s
 }
@@ -160,6 +158,14 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 		return nil, err
 	}
 	sub := newSubscriber(s, req.Cursor)
+	if sub.pos == 0 {
+		// The log cannot serve the cursor: fetch what it misses now,
+		// so that a cursor Direct Line does not know is refused (400)
+		// before the stream is answered.
+		if err := sub.catchUp(ctx); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	if s.over && s.overErr != nil {
 		s.mu.Unlock()
@@ -175,6 +181,7 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 	}
 	s.waiting--
 	attached = true
+	sub.acc = s.grantLocked(req.Credential)
 	s.subs[sub] = struct{}{}
 	s.addCredentialLocked(req.Credential, time.Time{})
 	if s.idleTimer != nil {
@@ -190,17 +197,7 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 func (s *Session) verify(ctx context.Context, credential string) error {
 	// No shortcut for the session's own credential: it may have expired
 	// since. Its acceptance is cached like any other.
-	if s.m.isVerified(s.id, credential) {
-		return nil
-	}
-	// The cheapest authorised read: activities after the current
-	// watermark, usually none.
-	_, err := s.m.up.Activities(ctx, credential, s.id, s.log.Watermark())
-	if err != nil {
-		return classify(err)
-	}
-	s.m.markVerified(s.id, credential)
-	return nil
+	return s.m.verifier.verify(ctx, s.id, credential, s.log.Watermark(), false)
 }
 
 // classify maps an upstream error to what a subscriber is told: Direct
@@ -220,6 +217,7 @@ func classify(err error) error {
 func (s *Session) detach(sub *Subscriber) {
 	s.mu.Lock()
 	delete(s.subs, sub)
+	s.releaseLocked(sub.acc)
 	s.mu.Unlock()
 	s.scheduleIdle()
 }

@@ -12,6 +12,7 @@ import (
 // session's log. Only one goroutine (the stream loop) calls Next.
 type Subscriber struct {
 	s      *Session
+	acc    *access // what its credential lets it read; set on attach
 	wakeC  chan struct{}
 	notify atomic.Pointer[func()] // set by sse.Start: called instead of wakeC
 
@@ -119,13 +120,16 @@ const ReasonUpstream sse.Reason = "upstream_error"
 // Next implements sse.Feed: status changes first, then fetched activities,
 // then the shared log.
 func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason) {
+	if ev := sub.acc.ended.Load(); ev != nil {
+		return append(dst, *ev...), ReasonTokenExpired
+	}
 	dst = sub.appendStatus(dst)
 	max := sub.s.m.cfg.MaxBatch
 	if sub.pos == 0 && !sub.joining && len(sub.pending) == 0 {
-		if reason := sub.catchUp(ctx); reason != "" {
+		if err := sub.catchUp(ctx); err != nil {
 			// Passing trouble, not the end of the conversation: the
 			// client comes back with its cursor after the retry hint.
-			return append(dst, unavailableEvent...), reason
+			return append(dst, unavailableEvent...), ReasonUpstream
 		}
 	}
 	delivered := 0
@@ -145,9 +149,15 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 	if sub.joining {
 		seq, ok := sub.s.log.Anchor(sub.join.watermark, sub.join.last, sub.join.hasLast)
 		if !ok {
-			if sub.s.log.Head()-sub.join.head > uint64(sub.s.m.cfg.ReplayBuffer) {
-				// The log went past the anchor and forgot it
-				// before we looked: fetch again from where we are.
+			head := sub.s.log.Head()
+			if head-sub.join.head > uint64(sub.s.m.cfg.ReplayBuffer) ||
+				(!sub.join.hasLast && head > sub.join.head) {
+				// The log went past the anchor and forgot it before
+				// we looked; or the fetch found nothing after the
+				// cursor and the log names that point by a watermark
+				// it never saw (the beginning has several names):
+				// fetch again from where we are, which finds what
+				// came since by id.
 				sub.joining, sub.pos = false, 0
 				sub.wake()
 				return dst, ""

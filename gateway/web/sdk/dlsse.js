@@ -341,6 +341,7 @@ export class DirectLineSSE {
   }
 
   async _startConversation() {
+    const starting = !this._rejoin;
     let res;
     try {
       res = await this._request(this._rejoin ? 'GET' : 'POST',
@@ -354,6 +355,9 @@ export class DirectLineSSE {
       const body = await res.json();
       if (!this._running) return;
       this._rejoin = false;
+      // A start's stream replays the conversation from its beginning,
+      // named "~", as the streamUrl dlsse answered with says.
+      if (starting && !this._cursor) this._cursor = '~';
       this.conversationId = body.conversationId || this.conversationId;
       if (body.token) this.token = body.token;
       this.referenceGrammarId = body.referenceGrammarId;

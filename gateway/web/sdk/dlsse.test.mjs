@@ -167,7 +167,8 @@ test('start: 1, then 2 on status online; activities only after the 2, not in its
   assert.equal(dl.token, 'tok1');
   assert.equal(dl.referenceGrammarId, 'rg1');
   assert.equal(ES.instances.length, 1);
-  assert.equal(ES.last.url, DOMAIN + '/conversations/c1/stream?t=tok1');
+  // A start's stream begins at the conversation's beginning, "~".
+  assert.equal(ES.last.url, DOMAIN + '/conversations/c1/stream?t=tok1&lastEventId=~');
 
   const es = ES.last;
   es.status('connecting', { id: '~' });
