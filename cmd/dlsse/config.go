@@ -36,6 +36,12 @@ type Config struct {
 	ReconnectRate  float64 `koanf:"reconnect_rate"`
 	ReconnectBurst int     `koanf:"reconnect_burst"`
 
+	VerifyRate  float64       `koanf:"verify_rate"`
+	VerifyBurst int           `koanf:"verify_burst"`
+	Reverify    time.Duration `koanf:"reverify_interval"`
+
+	MetricsListen string `koanf:"metrics_listen"`
+
 	GCPercent int `koanf:"gc_percent"`
 
 	UpstreamTimeout   time.Duration `koanf:"upstream_timeout"`
@@ -96,6 +102,9 @@ func defaults() Config {
 		BackoffMax:                session.DefaultBackoffMax,
 		ReconnectRate:             session.DefaultReconnectRate,
 		ReconnectBurst:            session.DefaultReconnectBurst,
+		VerifyRate:                session.DefaultVerifyRate,
+		VerifyBurst:               session.DefaultVerifyBurst,
+		Reverify:                  session.DefaultReverify,
 		GCPercent:                 defaultGCPercent,
 		UpstreamTimeout:           20 * time.Second,
 		UpstreamKeepalive:         20 * time.Second,
@@ -150,6 +159,15 @@ func (c Config) check() (key, problem string) {
 	}
 	if c.ReconnectBurst < 1 {
 		return "reconnect_burst", fmt.Sprintf("must be at least 1, not %d", c.ReconnectBurst)
+	}
+	if !(c.VerifyRate >= 0) {
+		return "verify_rate", fmt.Sprintf("must be 0 (no limit) or positive, not %v", c.VerifyRate)
+	}
+	if c.VerifyBurst < 1 {
+		return "verify_burst", fmt.Sprintf("must be at least 1, not %d", c.VerifyBurst)
+	}
+	if c.Reverify <= 0 {
+		return "reverify_interval", fmt.Sprintf("must be positive, not %s", formatDuration(c.Reverify))
 	}
 	if c.GCPercent < 1 {
 		return "gc_percent", fmt.Sprintf("must be at least 1, not %d", c.GCPercent)

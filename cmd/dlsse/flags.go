@@ -23,6 +23,7 @@ var keyGroups = []struct {
 		{"public_url", "base URL written into streamUrl (empty: from each request's scheme and Host)"},
 		{"log_level", "debug, info, warn or error"},
 		{"log_format", "json, or console for humans"},
+		{"metrics_listen", "separate address serving /metrics (e.g. 127.0.0.1:9090); empty: /metrics on listen"},
 	}},
 	{"Streams", []keyDoc{
 		{"heartbeat", "idle time before a stream gets a keepalive comment"},
@@ -38,6 +39,9 @@ var keyGroups = []struct {
 		{"backoff_max", "largest reconnect delay"},
 		{"reconnect_rate", "upstream reconnect attempts per second across the instance, after each session's backoff, so a mass drop does not come back as one spike (0: no limit)"},
 		{"reconnect_burst", "upstream reconnect attempts allowed at once before reconnect_rate applies (a lone drop is never delayed)"},
+		{"verify_rate", "questions a second to Direct Line about stream credentials nobody vouched for, across the instance; a stream over it is told to come back (0: no limit)"},
+		{"verify_burst", "such questions allowed at once before verify_rate applies"},
+		{"reverify_interval", "how often a stream whose credential's lifetime Direct Line never told (a secret, a token dlsse saw no answer about) is re-checked; it ends once Direct Line refuses it"},
 	}},
 	{"Direct Line", []keyDoc{
 		{"upstream_timeout", "timeout of a REST call dlsse makes to Direct Line for itself"},

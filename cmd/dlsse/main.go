@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -142,10 +143,24 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		// 0 in the file is "no limit", which session spells negative.
 		ReconnectRate:  zeroMeansNone(cfg.ReconnectRate),
 		ReconnectBurst: cfg.ReconnectBurst,
+		VerifyRate:     zeroMeansNone(cfg.VerifyRate),
+		VerifyBurst:    cfg.VerifyBurst,
+		Reverify:       cfg.Reverify,
 		MaxBatch:       cfg.MaxBatch,
 		Logger:         lg,
 		Observer:       m,
 	})
+	// /metrics on its own address when asked: the usual practice, which
+	// keeps it off whatever the public listener is exposed to.
+	var metricsOnMain http.Handler = m.Handler()
+	var metricsSrv *metricsServer
+	if cfg.MetricsListen != "" {
+		metricsOnMain = nil
+		if metricsSrv, err = startMetricsServer(cfg.MetricsListen, m.Handler(), lg); err != nil {
+			return err
+		}
+		defer metricsSrv.close()
+	}
 	gw, err := gateway.New(gateway.Config{
 		PublicURL:       cfg.PublicURL,
 		Heartbeat:       cfg.Heartbeat,
@@ -154,7 +169,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		SSEWriteTimeout: cfg.SSEWriteTimeout,
 		Logger:          lg,
 		Observer:        m,
-		Metrics:         m.Handler(),
+		Metrics:         metricsOnMain,
 
 		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
 		DrainDelay:           cfg.ShutdownDrain,
