@@ -83,8 +83,8 @@ func New() *Metrics {
 	}
 	// Known label values start at zero, so dashboards and alerts see
 	// the series before the first event.
-	for _, r := range []string{"closed", "collision", "stalled", "lost", "too_large"} {
-		m.reconnects.WithLabelValues(r)
+	for _, r := range session.ReconnectReasons() {
+		m.reconnects.WithLabelValues(string(r))
 	}
 	for _, r := range []sse.Reason{sse.ReasonSlow, sse.ReasonClientGone, sse.ReasonShutdown, sse.ReasonEnded,
 		session.ReasonUpstream, session.ReasonTokenExpired} {
@@ -123,11 +123,13 @@ func (m *Metrics) UpstreamHooks() upstream.Hooks {
 
 // The session.Observer methods.
 
-func (m *Metrics) SessionOpened()            { m.sessions.Inc() }
-func (m *Metrics) SessionClosed()            { m.sessions.Dec() }
-func (m *Metrics) UpstreamConnected()        { m.upstreamSockets.Inc() }
-func (m *Metrics) UpstreamDisconnected()     { m.upstreamSockets.Dec() }
-func (m *Metrics) Reconnect(reason string)   { m.reconnects.WithLabelValues(reason).Inc() }
+func (m *Metrics) SessionOpened()        { m.sessions.Inc() }
+func (m *Metrics) SessionClosed()        { m.sessions.Dec() }
+func (m *Metrics) UpstreamConnected()    { m.upstreamSockets.Inc() }
+func (m *Metrics) UpstreamDisconnected() { m.upstreamSockets.Dec() }
+func (m *Metrics) Reconnect(reason session.ReconnectReason) {
+	m.reconnects.WithLabelValues(string(reason)).Inc()
+}
 func (m *Metrics) ActivitiesReceived(n int)  { m.activitiesReceived.Add(float64(n)) }
 func (m *Metrics) ActivitiesDelivered(n int) { m.activitiesDelivered.Add(float64(n)) }
 func (m *Metrics) Replay(hit bool)           { m.replay.WithLabelValues(hitLabel(hit)).Inc() }

@@ -91,10 +91,10 @@ func (s *Session) armAccessInLocked(a *access, d time.Duration) {
 // not extended, and re-checks an unknown one with Direct Line. It runs on
 // its timer's goroutine, counted in s.tasks.
 func (s *Session) checkAccess(a *access) {
-	if !s.tasks.start() {
+	if !s.tasks.Add() {
 		return
 	}
-	defer s.tasks.done()
+	defer s.tasks.Done()
 	s.mu.Lock()
 	if a.subs == 0 || a.ended.Load() != nil {
 		s.mu.Unlock()

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/dlsse/dlsse/internal/defaults"
 )
 
 // Defaults for Config's zero values.
@@ -31,9 +33,9 @@ const (
 	DefaultBackoffMax      = 30 * time.Second
 	DefaultStableAfter     = 30 * time.Second
 	DefaultMaxBatch        = 64 << 10
-	// DefaultReconnectRate reconnects a second across the process bring
-	// 10,000 sessions back in about 10 s after Direct Line dropped them
-	// all, with at most ~11% of them calling in any one second.
+	// DefaultReconnectRate is how many reconnects a second the process
+	// allows: 10,000 sessions that Direct Line dropped at once come back
+	// in about 10 s, not all in the same half second.
 	DefaultReconnectRate  = 1000
 	DefaultReconnectBurst = 100
 	// DefaultVerifyRate bounds what a flood of unknown credentials can
@@ -97,23 +99,23 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	orDefault(&c.ReplayBuffer, DefaultReplayBuffer)
-	orDefault(&c.MaxBatch, DefaultMaxBatch)
-	orDefault(&c.IdleGrace, DefaultIdleGrace)
-	orDefault(&c.StreamURLWindow, DefaultStreamURLWindow)
-	orDefault(&c.VerifyTTL, DefaultVerifyTTL)
-	orDefault(&c.BackoffBase, DefaultBackoffBase)
-	orDefault(&c.BackoffMax, DefaultBackoffMax)
-	orDefault(&c.StableAfter, DefaultStableAfter)
+	defaults.Set(&c.ReplayBuffer, DefaultReplayBuffer)
+	defaults.Set(&c.MaxBatch, DefaultMaxBatch)
+	defaults.Set(&c.IdleGrace, DefaultIdleGrace)
+	defaults.Set(&c.StreamURLWindow, DefaultStreamURLWindow)
+	defaults.Set(&c.VerifyTTL, DefaultVerifyTTL)
+	defaults.Set(&c.BackoffBase, DefaultBackoffBase)
+	defaults.Set(&c.BackoffMax, DefaultBackoffMax)
+	defaults.Set(&c.StableAfter, DefaultStableAfter)
 	if c.ReconnectRate == 0 { // negative: no limit
 		c.ReconnectRate = DefaultReconnectRate
 	}
-	orDefault(&c.ReconnectBurst, DefaultReconnectBurst)
+	defaults.Set(&c.ReconnectBurst, DefaultReconnectBurst)
 	if c.VerifyRate == 0 { // negative: no limit
 		c.VerifyRate = DefaultVerifyRate
 	}
-	orDefault(&c.VerifyBurst, DefaultVerifyBurst)
-	orDefault(&c.Reverify, DefaultReverify)
+	defaults.Set(&c.VerifyBurst, DefaultVerifyBurst)
+	defaults.Set(&c.Reverify, DefaultReverify)
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
@@ -122,16 +124,28 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// orDefault sets a zero or negative setting to its default.
-func orDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
-}
-
 // streamURLMargin is kept from the stream URL window so a URL is never
 // dialled in its last seconds.
 const streamURLMargin = 10 * time.Second
+
+// ReconnectReason names why an open upstream stream ended and a reconnect
+// began, for metrics.
+type ReconnectReason string
+
+// The reconnect reasons.
+const (
+	ReconnectClosed    ReconnectReason = "closed"    // Direct Line closed the socket
+	ReconnectCollision ReconnectReason = "collision" // another socket took the conversation
+	ReconnectStalled   ReconnectReason = "stalled"   // no frame or pong for the read timeout
+	ReconnectTooLarge  ReconnectReason = "too_large" // a message above the read limit
+	ReconnectLost      ReconnectReason = "lost"      // anything else: the connection broke
+)
+
+// ReconnectReasons lists every ReconnectReason, so metrics can show each
+// before its first event.
+func ReconnectReasons() []ReconnectReason {
+	return []ReconnectReason{ReconnectClosed, ReconnectCollision, ReconnectStalled, ReconnectTooLarge, ReconnectLost}
+}
 
 // Observer is told what sessions do, for metrics. Methods must be fast and
 // safe for concurrent use.
@@ -140,9 +154,8 @@ type Observer interface {
 	SessionClosed()
 	UpstreamConnected()
 	UpstreamDisconnected()
-	// Reconnect: the upstream stream was lost and will be reopened;
-	// reason is closed, collision, stalled, lost or too_large.
-	Reconnect(reason string)
+	// Reconnect: the upstream stream was lost and will be reopened.
+	Reconnect(reason ReconnectReason)
 	// ReconnectDelayed: a reconnect attempt waits d for its turn at the
 	// process-wide reconnect limit (Config.ReconnectRate), on top of its
 	// backoff.
@@ -163,7 +176,7 @@ func (nopObserver) SessionOpened()                 {}
 func (nopObserver) SessionClosed()                 {}
 func (nopObserver) UpstreamConnected()             {}
 func (nopObserver) UpstreamDisconnected()          {}
-func (nopObserver) Reconnect(string)               {}
+func (nopObserver) Reconnect(ReconnectReason)      {}
 func (nopObserver) ReconnectDelayed(time.Duration) {}
 func (nopObserver) ActivitiesReceived(int)         {}
 func (nopObserver) ActivitiesDelivered(int)        {}

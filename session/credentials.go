@@ -118,10 +118,10 @@ func (s *Session) scheduleRefreshLocked() {
 // refresh exchanges the upstream token for a fresh one. It runs on its
 // timer's goroutine, counted in s.tasks so the session waits for it.
 func (s *Session) refresh() {
-	if !s.tasks.start() {
+	if !s.tasks.Add() {
 		return
 	}
-	defer s.tasks.done()
+	defer s.tasks.Done()
 	token := s.upstreamCredential()
 	if token == "" {
 		return

@@ -115,7 +115,8 @@ func (s *Session) stop() {
 	}
 	s.stopAccessLocked()
 	s.mu.Unlock()
-	s.tasks.closeAndWait()
+	s.tasks.Close()
+	_ = s.tasks.Wait(context.Background()) // cannot fail: no deadline
 }
 
 // pollPast fetches by REST what an oversized stream message held, so the
@@ -132,20 +133,20 @@ func (s *Session) pollPast(cause error) {
 }
 
 // dropReason names why an open stream ended, for metrics.
-func dropReason(err error) string {
+func dropReason(err error) ReconnectReason {
 	var ce *upstream.ClosedError
 	var ne net.Error
 	switch {
 	case upstream.IsCollision(err):
-		return "collision"
+		return ReconnectCollision
 	case errors.As(err, &ce):
-		return "closed"
+		return ReconnectClosed
 	case errors.As(err, &ne) && ne.Timeout():
-		return "stalled"
+		return ReconnectStalled
 	case errors.Is(err, upstream.ErrMessageTooLarge):
-		return "too_large"
+		return ReconnectTooLarge
 	default:
-		return "lost"
+		return ReconnectLost
 	}
 }
 
@@ -347,7 +348,7 @@ func reasonText(err error) string {
 	case errors.Is(err, upstream.ErrUnavailable):
 		return "Direct Line unavailable"
 	case errors.As(err, &apiErr):
-		return "Direct Line answered " + apiErr.Error()[len("directline: "):]
+		return "Direct Line answered " + apiErr.Summary()
 	case errors.As(err, &ce):
 		return "upstream closed the stream"
 	default:

@@ -3,12 +3,12 @@ package session
 import (
 	"context"
 	"errors"
-	"time"
-
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/dlsse/dlsse/internal/tasks"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
 )
@@ -48,7 +48,7 @@ type Session struct {
 	ready    chan struct{} // closed once the credential was accepted, or refused
 	readyErr error
 
-	tasks taskGroup // short-lived goroutines (token refresh) the session waits for
+	tasks tasks.Group // short-lived goroutines (token refresh) the session waits for
 
 	mu           sync.Mutex
 	creds        []credential // proven credentials, newest first; never logged
@@ -267,32 +267,4 @@ func (s *Session) endWith(err error, ev sse.Event) {
 	s.mu.Unlock()
 	s.m.retire(s, true) // first, so no new subscriber finds it
 	s.notify()
-}
-
-// taskGroup tracks short-lived goroutines a session starts (timer
-// callbacks). Unlike a bare WaitGroup it refuses new tasks once closed, so
-// a late timer cannot race the final wait.
-type taskGroup struct {
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func (g *taskGroup) start() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return false
-	}
-	g.wg.Add(1)
-	return true
-}
-
-func (g *taskGroup) done() { g.wg.Done() }
-
-func (g *taskGroup) closeAndWait() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-	g.wg.Wait()
 }

@@ -60,7 +60,7 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("directline: upstream unavailable (circuit open, next try in %v)", e.RetryIn.Round(time.Millisecond))
+	return fmt.Sprintf("upstream: unavailable (circuit open, next try in %v)", e.RetryIn.Round(time.Millisecond))
 }
 
 // Is makes errors.Is(err, ErrUnavailable) hold.
@@ -132,7 +132,7 @@ func (c *Client) allow() (done func(error), err error) {
 }
 
 // errServerFailure marks an answer that counts against the service.
-var errServerFailure = errors.New("directline: server failure")
+var errServerFailure = errors.New("upstream: server failure")
 
 // statusVerdict is the breaker's reading of an answer to op: 5xx and 408
 // (the service did not answer in time) are failures; every other 4xx,

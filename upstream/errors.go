@@ -13,7 +13,7 @@ import (
 
 // ErrUnavailable reports that the upstream could not be asked at all: the
 // circuit breaker is open, or it is half-open and already probing.
-var ErrUnavailable = errors.New("directline: upstream unavailable")
+var ErrUnavailable = errors.New("upstream: unavailable")
 
 // APIError is a Direct Line error answer: a non-2xx status with, usually, a
 // body {"error":{"code":…,"message":…}}.
@@ -25,11 +25,16 @@ type APIError struct {
 	RetryAfter time.Duration
 }
 
-func (e *APIError) Error() string {
+func (e *APIError) Error() string { return "upstream: " + e.Summary() }
+
+// Summary is the answer in a few words, "status 403 TokenExpired", for
+// texts that say themselves who answered. It never holds Message, which
+// is Direct Line's free text.
+func (e *APIError) Summary() string {
 	if e.Code == "" {
-		return fmt.Sprintf("directline: status %d", e.Status)
+		return fmt.Sprintf("status %d", e.Status)
 	}
-	return fmt.Sprintf("directline: status %d %s", e.Status, e.Code)
+	return fmt.Sprintf("status %d %s", e.Status, e.Code)
 }
 
 // Terminal reports whether retrying the same call with the same credential

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,20 +63,25 @@ func TestAPIErrorTextAndTerminal(t *testing.T) {
 		text     string
 		terminal bool
 	}{
-		{upstream.APIError{Status: 400, Code: "BadArgument"}, "directline: status 400 BadArgument", true},
-		{upstream.APIError{Status: 401}, "directline: status 401", true},
-		{upstream.APIError{Status: 403, Code: "TokenExpired", Message: "token expired"}, "directline: status 403 TokenExpired", true},
-		{upstream.APIError{Status: 404}, "directline: status 404", true},
-		{upstream.APIError{Status: 408}, "directline: status 408", false},
-		{upstream.APIError{Status: 409, Code: "Conflict"}, "directline: status 409 Conflict", false},
-		{upstream.APIError{Status: 429, RetryAfter: time.Second}, "directline: status 429", false},
-		{upstream.APIError{Status: 500, Code: "ServiceError"}, "directline: status 500 ServiceError", false},
-		{upstream.APIError{Status: 502}, "directline: status 502", false},
-		{upstream.APIError{Status: 503}, "directline: status 503", false},
+		{upstream.APIError{Status: 400, Code: "BadArgument"}, "upstream: status 400 BadArgument", true},
+		{upstream.APIError{Status: 401}, "upstream: status 401", true},
+		{upstream.APIError{Status: 403, Code: "TokenExpired", Message: "token expired"}, "upstream: status 403 TokenExpired", true},
+		{upstream.APIError{Status: 404}, "upstream: status 404", true},
+		{upstream.APIError{Status: 408}, "upstream: status 408", false},
+		{upstream.APIError{Status: 409, Code: "Conflict"}, "upstream: status 409 Conflict", false},
+		{upstream.APIError{Status: 429, RetryAfter: time.Second}, "upstream: status 429", false},
+		{upstream.APIError{Status: 500, Code: "ServiceError"}, "upstream: status 500 ServiceError", false},
+		{upstream.APIError{Status: 502}, "upstream: status 502", false},
+		{upstream.APIError{Status: 503}, "upstream: status 503", false},
 	}
 	for _, tt := range tests {
 		if got := tt.err.Error(); got != tt.text {
 			t.Errorf("%+v: Error() = %q, want %q", tt.err, got, tt.text)
+		}
+		// Summary is the text without the package's prefix: what a
+		// status event quotes after "Direct Line answered".
+		if got, want := tt.err.Summary(), strings.TrimPrefix(tt.text, "upstream: "); got != want {
+			t.Errorf("%+v: Summary() = %q, want %q", tt.err, got, want)
 		}
 		if got := tt.err.Terminal(); got != tt.terminal {
 			t.Errorf("%+v: Terminal() = %v, want %v", tt.err, got, tt.terminal)
@@ -201,7 +207,7 @@ func TestNonDirectLineAnswers(t *testing.T) {
 	var apiErr *upstream.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadGateway || apiErr.Code != "" || apiErr.RetryAfter != 4*time.Second {
 		t.Errorf("HTML 502: %v (%+v)", err, apiErr)
-	} else if apiErr.Error() != "directline: status 502" {
+	} else if apiErr.Error() != "upstream: status 502" {
 		t.Errorf("HTML 502: Error() = %q", apiErr.Error())
 	}
 

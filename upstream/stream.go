@@ -30,7 +30,7 @@ type ClosedError struct {
 }
 
 func (e *ClosedError) Error() string {
-	return fmt.Sprintf("directline: stream closed (%d %q)", e.Code, e.Reason)
+	return fmt.Sprintf("upstream: stream closed (%d %q)", e.Code, e.Reason)
 }
 
 // IsCollision reports whether err is Direct Line closing a stream because
@@ -243,7 +243,7 @@ func decodeMessage(typ int, msg []byte) (set ActivitySet, known bool, err error)
 // itself is still usable: the caller may log it and call Next again.
 type FrameError struct{ Err error }
 
-func (e *FrameError) Error() string { return "directline: malformed stream message: " + e.Err.Error() }
+func (e *FrameError) Error() string { return "upstream: malformed stream message: " + e.Err.Error() }
 func (e *FrameError) Unwrap() error { return e.Err }
 
 // Close closes the stream. It is safe to call more than once and from any

@@ -45,7 +45,7 @@ func (s *ActivitySet) UnmarshalJSON(b []byte) error {
 	case (w[0] >= '0' && w[0] <= '9') || w[0] == '-':
 		s.Watermark = string(w)
 	default:
-		return fmt.Errorf("directline: watermark is neither string nor number")
+		return fmt.Errorf("upstream: watermark is neither string nor number")
 	}
 	return nil
 }
