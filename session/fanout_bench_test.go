@@ -49,16 +49,16 @@ func BenchmarkFanOut(b *testing.B) {
 	}
 }
 
-// BenchmarkFanOutServe is the same with the production loop: each
-// subscriber has its own goroutine running sse.Serve, as every stream
-// does. One op publishes an activity and waits until all N loops woke up
-// and wrote it, so it includes the scheduler's work of waking N
-// goroutines.
-func BenchmarkFanOutServe(b *testing.B) {
+// BenchmarkFanOutStart is the same through the streams production runs:
+// each subscriber has an sse.Start stream, which starts a goroutine when
+// there is something to write and lets it go after. One op publishes an
+// activity and waits until all N streams wrote it, so it includes the
+// scheduler's work of starting N goroutines.
+func BenchmarkFanOutStart(b *testing.B) {
 	for _, subs := range fanOutSizes {
 		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
 			f := newFanOut(b, subs, benchEvent(300))
-			publish, stop := serveFanOut(f)
+			publish, stop := startFanOut(f)
 			defer stop()
 			for range DefaultReplayBuffer + 1 {
 				publish()

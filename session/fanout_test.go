@@ -135,23 +135,21 @@ func TestFanOutDeliversEachEventOnce(t *testing.T) {
 	}
 }
 
-// serveFanOut runs a real stream loop (sse.Serve) for every subscriber of
-// f, with options like the gateway's (the heartbeat is longer, so that no
-// ping is written mid-benchmark). publish hands one event to all of them
-// and returns once each has written it; stop ends the loops and waits.
-func serveFanOut(f *fanOut) (publish func(), stop func()) {
+// startFanOut starts the stream the gateway runs (sse.Start) for every
+// subscriber of f, with options like the gateway's (the heartbeat is
+// longer, so that no ping is written mid-benchmark). publish hands one
+// event to all of them and returns once each has written it; stop ends the
+// streams and waits until each reported its end.
+func startFanOut(f *fanOut) (publish func(), stop func()) {
 	var written sync.WaitGroup
 	ctx, cancel := context.WithCancel(context.Background())
-	var loops sync.WaitGroup
+	var streams sync.WaitGroup
 	written.Add(len(f.subs)) // the first batch: retry hint and status
 	for _, sub := range f.subs {
-		loops.Add(1)
-		go func() {
-			defer loops.Done()
-			sse.Serve(ctx, &signalWriter{written: &written}, sub, sse.Options{
-				Retry: 3 * time.Second, Heartbeat: time.Hour, WriteTimeout: 15 * time.Second,
-			})
-		}()
+		streams.Add(1)
+		sse.Start(ctx, &signalWriter{written: &written}, sub, sse.Options{
+			Retry: 3 * time.Second, Heartbeat: time.Hour, WriteTimeout: 15 * time.Second,
+		}, func(sse.Reason) { streams.Done() })
 	}
 	written.Wait()
 	publish = func() {
@@ -161,14 +159,14 @@ func serveFanOut(f *fanOut) (publish func(), stop func()) {
 	}
 	stop = func() {
 		cancel()
-		loops.Wait()
+		streams.Wait()
 	}
 	return publish, stop
 }
 
 // signalWriter marks each write done on a WaitGroup. It has a write
 // deadline and a flush, like the connections the gateway serves, so
-// Serve's per-write paths run.
+// the stream's per-write paths run.
 type signalWriter struct{ written *sync.WaitGroup }
 
 func (w *signalWriter) Write(b []byte) (int, error) {
