@@ -183,9 +183,9 @@ func TestAttackStreamEndsWhenItsTokenExpires(t *testing.T) {
 	})
 	ctx := testContext(t, 15*time.Second)
 
+	due := time.Now().Add(ttl) // no later than the tokens' expiry
 	leaked := h.start()
 	carried := h.start()
-	due := time.Now().Add(ttl)
 	a := h.open(ctx, leaked.StreamURL, nil)
 	b := h.open(ctx, carried.StreamURL, nil)
 	waitOnline(ctx, t, a)
@@ -258,7 +258,7 @@ func TestAttackUnverifiedStreamsTakeNoSlotsAndCostBoundedCalls(t *testing.T) {
 	up := newSecUpstream(t)
 	h := newHarness(t, harnessOptions{
 		upstream: upstream.Config{Transport: up},
-		session:  session.Config{VerifyRate: 1, VerifyBurst: 20},
+		session:  session.Config{VerifyRate: 1e-6, VerifyBurst: 20}, // a burst, then nothing
 		gateway:  gateway.Config{MaxStreamsPerConversation: 5},
 	})
 	ctx := testContext(t, 20*time.Second)
@@ -303,7 +303,8 @@ func TestAttackUnverifiedStreamsTakeNoSlotsAndCostBoundedCalls(t *testing.T) {
 		}
 	}
 	// 50 new garbage credentials at once: one question each, and no more
-	// than the rate allows (the burst left is 20 - 16 = 4).
+	// than the rate allows: the burst left is 20 - 16 = 4 (15 strangers
+	// and the owner, whose token dlsse never saw in an answer).
 	for i := range 50 {
 		s, err := ssetest.Open(ctx, h.streamURL(id, fmt.Sprintf("fresh%d", i)), nil)
 		if err == nil { // over the limit: 200, "unavailable", come back later

@@ -75,7 +75,7 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		return nil, err
 	}
 	start := time.Now()
-	conn, resp, err := c.dialer.DialContext(ctx, u.String(), nil)
+	conn, resp, err := c.dialWatched(ctx, u.String())
 	if err != nil {
 		if ctx.Err() == context.Canceled {
 			done(context.Canceled)
@@ -105,6 +105,27 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 	s.timer = time.AfterFunc(s.keepalive, s.sendKeepalive)
 	s.mu.Unlock()
 	return s, nil
+}
+
+// dialWatched dials like the WebSocket dialer, but a ctx that ends during
+// the handshake ends it at once: the dialer itself watches ctx only until
+// the TCP connection is up, so a session stopped mid-handshake would wait
+// for the handshake timeout.
+func (c *Client) dialWatched(ctx context.Context, u string) (*websocket.Conn, *http.Response, error) {
+	d := *c.dialer
+	var stop func() bool
+	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := c.dialer.NetDialContext(dctx, network, addr)
+		if err == nil {
+			stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		}
+		return conn, err
+	}
+	conn, resp, err := d.DialContext(ctx, u, nil)
+	if stop != nil {
+		stop()
+	}
+	return conn, resp, err
 }
 
 // dialError strips whatever of err could carry the stream URL.
