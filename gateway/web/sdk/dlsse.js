@@ -266,7 +266,8 @@ export class DirectLineSSE {
     this._linkDown = false;
     this._graceTimer = null;
     this._graceOver = false; // link down longer than the grace, 1 withheld for a post
-    this._inFlight = 0;
+    this._inFlight = 0; // posts made and not answered yet, queued ones included
+    this._postTurn = Promise.resolve(); // settles when the last post made was answered
     this._attempt = 0;
     this._retryIn = 0;
     this._stableTimer = null;
@@ -284,6 +285,9 @@ export class DirectLineSSE {
    * it emits `'retry'` when dlsse or Direct Line failed in a way the bot may
    * still have seen the activity (5xx, network, timeout): the echo decides.
    * It errors on a refusal (4xx). The POST is not aborted on unsubscribe.
+   * Posts go out one at a time, in the order they were subscribed: each
+   * waits for the answer to the one before (whatever it was), so the bot
+   * gets a user's messages in the order they were sent.
    * @param {object} activity
    * @returns {Observable}
    */
@@ -637,12 +641,19 @@ export class DirectLineSSE {
       activity = { ...activity, from: { ...activity.from, id: this._userId } };
     }
     this._inFlight++;
+    // Two POSTs in flight at once can reach the bot in either order (a
+    // browser sends them on different connections): wait for our turn.
+    const previous = this._postTurn;
+    let answered;
+    this._postTurn = new Promise((resolve) => { answered = resolve; });
     try {
+      await previous;
       if (activity.type === 'message' && activity.attachments && activity.attachments.length) {
         return await this._postWithRetries(await this._uploadRequest(activity));
       }
       return await this._postWithRetries({ path: this._conversationPath('/activities'), body: activity });
     } finally {
+      answered();
       this._inFlight--;
       this._maybeConnecting();
     }

@@ -221,6 +221,123 @@ test('postActivity sends the right request and emits the id, then completes', as
     (err) => err.status === 400 && /BadArgument/.test(err.message));
 });
 
+/** Subscribes to a post; the returned record fills in as it settles. */
+function track(observable) {
+  const r = { values: [], done: false, error: null };
+  observable.subscribe({
+    next: (v) => r.values.push(v),
+    error: (e) => { r.error = e; r.done = true; },
+    complete: () => { r.done = true; },
+  });
+  return r;
+}
+
+/** Routes activity posts to answers the test gives by hand, in call order. */
+function heldPosts(net, re = /\/conversations\/c1\/(activities|upload)/) {
+  const held = [];
+  net.on('POST', re, ({ init }) => new Promise((resolve, reject) => {
+    held.push({ resolve, init });
+    if (init.signal) init.signal.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+  }));
+  return held;
+}
+
+const postedTexts = (net) => net.calls
+  .filter((c) => c.method === 'POST' && /\/conversations\/c1\/activities$/.test(c.path))
+  .map((c) => JSON.parse(c.init.body).text);
+
+test('posts go out one at a time, in order: each waits for the answer to the one before', async () => {
+  const { dl, net } = await online();
+  const held = heldPosts(net);
+  const a = track(dl.postActivity({ type: 'message', text: 'a' }));
+  const b = track(dl.postActivity({ type: 'message', text: 'b' }));
+  const c = track(dl.postActivity({ type: 'message', text: 'c' }));
+  await settle();
+  assert.deepEqual(postedTexts(net), ['a'], 'b and c wait for the answer to a');
+
+  held[0].resolve(response(200, { id: 'c1|a' }));
+  await settle();
+  assert.deepEqual(a.values, ['c1|a']);
+  assert.ok(a.done);
+  assert.deepEqual(postedTexts(net), ['a', 'b']);
+  assert.ok(!b.done && !c.done);
+
+  // A 5xx is 'retry' (never re-POSTed), and the next one goes.
+  held[1].resolve(response(502, {}));
+  await settle();
+  assert.deepEqual(b.values, ['retry']);
+  assert.deepEqual(postedTexts(net), ['a', 'b', 'c']);
+  held[2].resolve(response(200, { id: 'c1|c' }));
+  await settle();
+  assert.deepEqual(c.values, ['c1|c']);
+  assert.equal(net.calls.filter((x) => x.method === 'POST' && /activities$/.test(x.path)).length, 3, 'each posted once');
+});
+
+test('a post that fails, is refused or times out does not hold up the next', async () => {
+  const { dl, clock, net } = await online();
+  const held = heldPosts(net);
+  const refused = track(dl.postActivity({ type: 'message', text: 'refused' }));
+  const timesOut = track(dl.postActivity({ type: 'message', text: 'times out' }));
+  const last = track(dl.postActivity({ type: 'message', text: 'last' }));
+  await settle();
+  held[0].resolve(response(400, { error: { code: 'BadArgument', message: 'no' } }));
+  await settle();
+  assert.equal(refused.error && refused.error.status, 400);
+  assert.deepEqual(postedTexts(net), ['refused', 'times out']);
+
+  // Nobody answers: the 20 s timeout aborts it ('retry'), then the next goes.
+  await clock.advance(19999);
+  assert.deepEqual(postedTexts(net), ['refused', 'times out']);
+  await clock.advance(1);
+  assert.deepEqual(timesOut.values, ['retry']);
+  assert.deepEqual(postedTexts(net), ['refused', 'times out', 'last']);
+  held[2].resolve(response(200, { id: 'c1|last' }));
+  await settle();
+  assert.deepEqual(last.values, ['c1|last']);
+});
+
+test('an upload takes its turn like any post', async () => {
+  const { dl, net } = await online();
+  net.on('GET', /^blob:/, () => ({ ok: true, status: 200, blob: async () => new Blob(['x']) }));
+  const held = heldPosts(net);
+  const before = track(dl.postActivity({ type: 'message', text: 'before' }));
+  const upload = track(dl.postActivity({
+    type: 'message', text: 'file', attachments: [{ contentUrl: 'blob:https://gw.test/f', name: 'f.txt' }],
+  }));
+  const after = track(dl.postActivity({ type: 'message', text: 'after' }));
+  await settle();
+  assert.equal(held.length, 1);
+  held[0].resolve(response(200, { id: 'c1|before' }));
+  await settle();
+  assert.equal(held.length, 2);
+  assert.ok(held[1].init.body instanceof FormData, 'the upload is second');
+  held[1].resolve(response(200, { id: 'c1|file' }));
+  await settle();
+  assert.equal(held.length, 3);
+  held[2].resolve(response(200, { id: 'c1|after' }));
+  await settle();
+  assert.deepEqual([before, upload, after].map((r) => r.values[0]), ['c1|before', 'c1|file', 'c1|after']);
+  assert.deepEqual(postedTexts(net), ['before', 'after']);
+});
+
+test('posts waiting their turn also keep the 2', async () => {
+  const { dl, clock, ES, net, statuses } = await online();
+  const held = heldPosts(net);
+  const first = track(dl.postActivity({ type: 'message', text: 'first' }));
+  const second = track(dl.postActivity({ type: 'message', text: 'second' }));
+  await settle();
+  ES.last.transportError(0);
+  await clock.advance(10000);
+  held[0].resolve(response(200, { id: 'c1|1' }));
+  await settle();
+  assert.ok(first.done);
+  assert.equal(statuses.at(-1), S.Online, 'the second post is still in flight');
+  held[1].resolve(response(200, { id: 'c1|2' }));
+  await settle();
+  assert.ok(second.done);
+  assert.equal(statuses.at(-1), S.Connecting);
+});
+
 test('grace: trouble shorter than the grace shows no 1; longer shows 1, then 2 on online', async () => {
   const { clock, ES, statuses, activities } = await online();
   const es = ES.last;
