@@ -272,6 +272,8 @@ func (g *Gateway) routes() {
 	if g.cfg.DemoPages {
 		g.app.Get("/", g.indexPage)
 		g.app.Get("/app.js", g.appScript)
+		g.app.Get("/favicon.svg", g.favicon)
+		g.app.Get("/favicon.ico", g.favicon)
 		g.app.Get("/webchat", g.webchatPage)
 		g.app.Get("/webchat/app.js", g.webchatScript)
 		g.app.Get("/webchat/webchat.js", g.webchatBundle)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,7 +111,7 @@ func TestDemoPageTokenServer(t *testing.T) {
 // Direct Line-shaped 404s, and the library is still served.
 func TestDemoPagesOff(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	for _, path := range []string{"/", "/app.js", "/webchat", "/webchat/app.js", "/webchat/webchat.js"} {
+	for _, path := range []string{"/", "/app.js", "/webchat", "/webchat/app.js", "/webchat/webchat.js", "/favicon.svg", "/favicon.ico"} {
 		resp, body := get(t, h.URL+path)
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: status %d, want 404", path, resp.StatusCode)
@@ -127,6 +129,62 @@ func TestDemoPagesOff(t *testing.T) {
 	}
 	if resp, _ := get(t, h.URL+"/sdk/dlsse.js"); resp.StatusCode != http.StatusOK {
 		t.Errorf("/sdk/dlsse.js: status %d", resp.StatusCode)
+	}
+}
+
+// cspSources returns the sources a Content-Security-Policy allows for a
+// directive, falling back to default-src as browsers do.
+func cspSources(csp, directive string) []string {
+	var fallback []string
+	for _, d := range strings.Split(csp, ";") {
+		f := strings.Fields(d)
+		switch {
+		case len(f) == 0:
+		case f[0] == directive:
+			return f[1:]
+		case f[0] == "default-src":
+			fallback = f[1:]
+		}
+	}
+	return fallback
+}
+
+var iconLink = regexp.MustCompile(`<link rel="icon" href="([^"]+)"[^>]*>`)
+
+// TestDemoPagesFavicon: each page names its icon, on this origin (allowed
+// by the page's img-src), and the icon is served, so a page load asks for
+// nothing that answers 404 (without a <link rel=icon>, browsers ask for
+// /favicon.ico, which is served too).
+func TestDemoPagesFavicon(t *testing.T) {
+	h := newHarness(t, harnessOptions{gateway: gateway.Config{DemoPages: true}})
+	for _, page := range []string{"/", "/webchat"} {
+		resp, body := get(t, h.URL+page)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d", page, resp.StatusCode)
+		}
+		links := iconLink.FindAllStringSubmatch(body, -1)
+		if len(links) != 1 {
+			t.Errorf("%s: %d <link rel=\"icon\"> elements, want 1", page, len(links))
+			continue
+		}
+		href := links[0][1]
+		if !strings.HasPrefix(href, "/") || strings.HasPrefix(href, "//") {
+			t.Errorf("%s: icon %q is not a path on this origin", page, href)
+			continue
+		}
+		if img := cspSources(resp.Header.Get("Content-Security-Policy"), "img-src"); !slices.Contains(img, "'self'") {
+			t.Errorf("%s: the page's CSP allows images from %q: not its own icon", page, img)
+		}
+		icon, svg := get(t, h.URL+href)
+		if icon.StatusCode != http.StatusOK || icon.Header.Get("Content-Type") != "image/svg+xml" || !strings.HasPrefix(svg, "<svg ") {
+			t.Errorf("%s: icon %s: %d %q %.40q", page, href, icon.StatusCode, icon.Header.Get("Content-Type"), svg)
+		}
+		if csp := icon.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+			t.Errorf("icon CSP %q: opened as a document, it should load and run nothing", csp)
+		}
+	}
+	if resp, _ := get(t, h.URL+"/favicon.ico"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "image/") {
+		t.Errorf("/favicon.ico: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 }
 
