@@ -4,15 +4,13 @@
 // loopback, and tears everything down. Nothing here knows about browsers;
 // e2e.test.mjs drives Chromium through it.
 
-import { spawn, execFileSync } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 
-export const repo = resolve(import.meta.dirname, '../..');
+import { Processes, freePort, repo, until } from '../lib/processes.mjs';
+
+export { repo };
 
 /** Lifetime of the fake's tokens, in seconds. */
 export const TOKEN_TTL_S = 16;
@@ -25,97 +23,21 @@ export function requireTools(...tools) {
   }
 }
 
-/** A free TCP port on 127.0.0.1 (the kernel's pick, released at once). */
-export async function freePort() {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
-
 /**
- * Polls check() until it returns a truthy value or the deadline passes.
- * For conditions with no event to wait on (a port accepting connections).
+ * The harness: every process it starts is stopped by stopAll (the process
+ * handling, the build and the fake are test/lib/processes.mjs's).
  */
-export async function until(what, check, timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** The harness: every process it starts is stopped by stopAll. */
-export class Harness {
+export class Harness extends Processes {
   constructor() {
-    this.dir = mkdtempSync(join(tmpdir(), 'dlsse-e2e-'));
+    super('dlsse-e2e-');
     chmodSync(this.dir, 0o777); // squid's workers run as user proxy
-    this.procs = new Map(); // name -> {child, exited}
-    this.logs = new Map(); // name -> collected output lines
-  }
-
-  /** Builds cmd/dlsse and cmd/directline-fake into the temp dir. */
-  build() {
-    const bin = join(this.dir, 'bin');
-    execFileSync('go', ['build', '-o', bin + '/', './cmd/dlsse', './cmd/directline-fake'], { cwd: repo, stdio: 'inherit' });
-    this.dlsseBin = join(bin, 'dlsse');
-    this.fakeBin = join(bin, 'directline-fake');
-  }
-
-  /** Starts a process; its output is kept (printed on failure by dump()). */
-  start(name, cmd, args, opts = {}) {
-    const child = spawn(cmd, args, { cwd: opts.cwd || this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
-    // A restarted process keeps adding to the same log.
-    const lines = this.logs.get(name) || [];
-    this.logs.set(name, lines);
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on('line', (l) => { lines.push(l); if (lines.length > 2000) lines.shift(); });
-    }
-    const exited = once(child, 'exit');
-    this.procs.set(name, { child, exited });
-    return child;
-  }
-
-  /** Stops one process (SIGTERM, then SIGKILL after 10 s) and waits for it. */
-  async stop(name, signal = 'SIGTERM') {
-    const p = this.procs.get(name);
-    if (!p) return;
-    this.procs.delete(name);
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      p.child.kill(signal);
-      const t = setTimeout(() => p.child.kill('SIGKILL'), 10000);
-      await p.exited;
-      clearTimeout(t);
-    }
-  }
-
-  async stopAll() {
-    await Promise.all([...this.procs.keys()].map((n) => this.stop(n)));
-  }
-
-  /** The last lines of every process's output, for a failing test. */
-  dump() {
-    return [...this.logs].map(([n, lines]) => `--- ${n}\n${lines.slice(-40).join('\n')}`).join('\n');
   }
 
   /** Starts the Direct Line fake and returns its hello ({url, control, secret}). */
   async startFake() {
     // Tokens live TOKEN_TTL_S: short, so the pages refresh theirs (at half
     // life) and outlive the first one while the test runs.
-    this.start('fake', this.fakeBin, ['-keepalive', '2s', '-token-ttl', `${TOKEN_TTL_S}s`]);
-    const hello = await until('directline-fake hello line', () => this.logs.get('fake').find((l) => l.startsWith('{')));
-    this.fake = JSON.parse(hello);
-    return this.fake;
+    return super.startFake(['-keepalive', '2s', '-token-ttl', `${TOKEN_TTL_S}s`]);
   }
 
   /**
@@ -124,7 +46,7 @@ export class Harness {
    */
   async startDlsse() {
     this.dlssePort ||= await freePort();
-    this.start('dlsse', this.dlsseBin, [
+    await super.startDlsse([
       '-listen', `127.0.0.1:${this.dlssePort}`,
       '-upstream-url', this.fake.url,
       '-directline-secret', this.fake.secret,
@@ -136,8 +58,7 @@ export class Harness {
       '-retry', '1500ms',
       '-shutdown-jitter', '500ms',
       '-log-level', 'info',
-    ], { cwd: repo });
-    await until('dlsse /readyz', async () => (await fetch(`http://127.0.0.1:${this.dlssePort}/readyz`)).ok);
+    ]);
   }
 
   /** nginx with the shipped configs/nginx.conf, pointed at this dlsse. */
@@ -228,17 +149,6 @@ export class Harness {
       const out = execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-x', `http://127.0.0.1:${this.squidPort}`, this.origin + '/healthz']);
       return out.toString() === '200';
     });
-  }
-
-  /** A call to the fake's control API. */
-  async control(method, path, body) {
-    const res = await fetch(this.fake.control + path, {
-      method,
-      headers: body ? { 'Content-Type': 'application/json' } : {},
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    if (!res.ok) throw new Error(`control ${method} ${path}: ${res.status} ${await res.text()}`);
-    return res.status === 204 ? null : res.json();
   }
 
   /** Lines of a log file (nginx's or squid's access log). */
