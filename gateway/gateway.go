@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
+	"github.com/dlsse/dlsse/internal/defaults"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -130,36 +131,29 @@ func (nopObserver) StreamOpened()           {}
 func (nopObserver) StreamClosed(sse.Reason) {}
 
 func (c *Config) setDefaults() {
-	orDefault(&c.Heartbeat, DefaultHeartbeat)
-	orDefault(&c.Retry, DefaultRetry)
-	orDefault(&c.ShutdownJitter, DefaultShutdownJitter)
-	orDefault(&c.SSEWriteTimeout, DefaultSSEWriteTimeout)
-	orDefault(&c.SubscribeWait, DefaultSubscribeWait)
-	orDefault(&c.ReadTimeout, DefaultReadTimeout)
-	orDefault(&c.IdleTimeout, DefaultIdleTimeout)
-	orDefault(&c.ForwardTimeout, DefaultForwardTimeout)
-	orDefault(&c.UploadTimeout, DefaultUploadTimeout)
-	orDefault(&c.BodyLimit, DefaultBodyLimit)
-	orDefault(&c.MaxActivityChars, DefaultMaxActivityChars)
-	orDefault(&c.MaxUploadBytes, DefaultMaxUploadBytes)
-	orDefault(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	orDefault(&c.MaxStreamsPerConversation, DefaultStreamsPerConv)
-	orDefault(&c.MaxStreamsPerIP, DefaultStreamsPerIP)
-	orDefault(&c.MaxStreams, DefaultMaxStreams)
-	orDefault(&c.RequestsPerIP, DefaultRequestsPerIP)
-	orDefault(&c.TokensPerIPPerMinute, DefaultTokensPerIPPerMin)
+	defaults.Set(&c.Heartbeat, DefaultHeartbeat)
+	defaults.Set(&c.Retry, DefaultRetry)
+	defaults.Set(&c.ShutdownJitter, DefaultShutdownJitter)
+	defaults.Set(&c.SSEWriteTimeout, DefaultSSEWriteTimeout)
+	defaults.Set(&c.SubscribeWait, DefaultSubscribeWait)
+	defaults.Set(&c.ReadTimeout, DefaultReadTimeout)
+	defaults.Set(&c.IdleTimeout, DefaultIdleTimeout)
+	defaults.Set(&c.ForwardTimeout, DefaultForwardTimeout)
+	defaults.Set(&c.UploadTimeout, DefaultUploadTimeout)
+	defaults.Set(&c.BodyLimit, DefaultBodyLimit)
+	defaults.Set(&c.MaxActivityChars, DefaultMaxActivityChars)
+	defaults.Set(&c.MaxUploadBytes, DefaultMaxUploadBytes)
+	defaults.Set(&c.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	defaults.Set(&c.MaxStreamsPerConversation, DefaultStreamsPerConv)
+	defaults.Set(&c.MaxStreamsPerIP, DefaultStreamsPerIP)
+	defaults.Set(&c.MaxStreams, DefaultMaxStreams)
+	defaults.Set(&c.RequestsPerIP, DefaultRequestsPerIP)
+	defaults.Set(&c.TokensPerIPPerMinute, DefaultTokensPerIPPerMin)
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
 	if c.TokenOrigins == nil {
 		c.TokenOrigins = c.AllowedOrigins
-	}
-}
-
-// orDefault sets a zero or negative setting to its default.
-func orDefault[T int | int64 | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
 	}
 }
 
@@ -207,7 +201,6 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		}
 		g.webchat = wc
 	}
-	g.streams.init()
 	g.admit = newAdmission(&g.cfg)
 	g.sseOptions = sse.Options{
 		Retry:        g.cfg.Retry,
@@ -325,15 +318,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	g.streams.close()
+	g.streams.Close()
 	g.stop()
 	if ql := g.listener.Load(); ql != nil {
 		ql.shutdown()
 	}
 	errREST := g.app.ShutdownWithContext(ctx)
-	errStreams := g.streams.wait(ctx)
+	errStreams := g.streams.Wait(ctx)
 	return errors.Join(errREST, errStreams)
 }
 
 // Streams is the number of open SSE streams.
-func (g *Gateway) Streams() int { return g.streams.count() }
+func (g *Gateway) Streams() int { return g.streams.Len() }

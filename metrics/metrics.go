@@ -37,6 +37,7 @@ type Metrics struct {
 	upstreamRequests    *prometheus.HistogramVec
 	replay              *prometheus.CounterVec
 	tokenRefreshes      *prometheus.CounterVec
+	buildInfo           *prometheus.GaugeVec
 }
 
 // New registers dlsse's metrics, plus the Go runtime and process ones.
@@ -74,10 +75,12 @@ func New() *Metrics {
 		Help: "Resumes and fall-behinds: served from the replay log (hit) or fetched from Direct Line (miss)."}, []string{"result"})
 	m.tokenRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_token_refreshes_total",
 		Help: "Upstream token refreshes by result."}, []string{"result"})
+	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dlsse_build_info",
+		Help: "1, labelled with the version dlsse -version prints."}, []string{"version"})
 
 	for _, c := range []prometheus.Collector{m.sessions, m.upstreamSockets, m.subscribers, m.activitiesReceived,
 		m.activitiesDelivered, m.reconnects, m.reconnectsDelayed, m.reconnectDelay, m.disconnects, m.breakerState, m.breakerTransitions,
-		m.upstreamRequests, m.replay, m.tokenRefreshes,
+		m.upstreamRequests, m.replay, m.tokenRefreshes, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -98,6 +101,13 @@ func New() *Metrics {
 	m.tokenRefreshes.WithLabelValues("ok")
 	m.tokenRefreshes.WithLabelValues("error")
 	return m
+}
+
+// SetBuildInfo sets dlsse_build_info to 1 for version (and only it), so a
+// dashboard can tell which build each instance runs.
+func (m *Metrics) SetBuildInfo(version string) {
+	m.buildInfo.Reset()
+	m.buildInfo.WithLabelValues(version).Set(1)
 }
 
 // Handler serves the metrics in the Prometheus text format.

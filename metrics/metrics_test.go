@@ -257,3 +257,16 @@ func TestHandlerServesTextFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildInfoNamesOneVersion: dlsse_build_info is 1 for the version set
+// last, and carries no other.
+func TestBuildInfoNamesOneVersion(t *testing.T) {
+	m := metrics.New()
+	m.SetBuildInfo("v1")
+	m.SetBuildInfo("v2 (0123456789ab) go1.26.8")
+	g := gather(t, m)
+	g.expect(t, "dlsse_build_info", 1, "version", "v2 (0123456789ab) go1.26.8")
+	if n := len(g["dlsse_build_info"].GetMetric()); n != 1 {
+		t.Errorf("dlsse_build_info has %d series, want 1", n)
+	}
+}

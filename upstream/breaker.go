@@ -39,6 +39,13 @@ type Hooks struct {
 	// where an operator hears of them; under load it fires in bursts,
 	// so whoever logs it should rate-limit.
 	LocalResourceError func(op string, err error)
+	// Failure is called when a REST call or dial failed for Direct
+	// Line's reasons: no answer (connection refused, DNS, TLS, timeout)
+	// or one the breaker counts as a failure (5xx, 408). addr is the
+	// host:port called; err is a *Failure, whose text names the cause
+	// the same way each time and never holds a URL or token. It fires
+	// on every such call, so whoever logs it should say each cause once.
+	Failure func(op, addr string, err error)
 }
 
 // Pseudo statuses reported to Hooks.Request.

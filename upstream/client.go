@@ -37,18 +37,19 @@ type Config struct {
 	BaseURL string
 	// RequestTimeout bounds each REST call that the client makes for
 	// itself (reconnect, polling). Forwarded client requests are bounded
-	// by their own context. Default 20 s.
+	// by their own context. Default DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// DialTimeout bounds the TCP connect plus TLS and WebSocket handshake.
-	// Default 10 s.
+	// Default DefaultDialTimeout.
 	DialTimeout time.Duration
 	// Keepalive is how often an open stream sends an empty message and a
-	// ping, as the official client does (20 s). Default 20 s.
+	// ping. Default DefaultKeepalive.
 	Keepalive time.Duration
 	// ReadTimeout is how long a stream may stay silent (no frame, no pong)
 	// before it is considered dead. Default 3 × Keepalive.
 	ReadTimeout time.Duration
-	// ReadLimit is the largest stream message accepted. Default 4 MiB.
+	// ReadLimit is the largest stream message accepted. Default
+	// DefaultReadLimit.
 	ReadLimit int64
 	// Breaker configures the circuit breaker. Zero fields take the
 	// defaults in breaker.go; IsSuccessful, IsExcluded and OnStateChange
@@ -68,6 +69,15 @@ type Config struct {
 	Transport http.RoundTripper
 }
 
+// Defaults for Config's zero values.
+const (
+	DefaultRequestTimeout = 20 * time.Second
+	DefaultDialTimeout    = 10 * time.Second
+	// DefaultKeepalive is what the official client sends at.
+	DefaultKeepalive = 20 * time.Second
+	DefaultReadLimit = 4 << 20
+)
+
 // Defaults of the REST transport's connection pool.
 const (
 	// DefaultMaxConnsPerHost is Config.MaxConnsPerHost's default: ample
@@ -84,6 +94,7 @@ const (
 // Client talks to one Direct Line service. It is safe for concurrent use.
 type Client struct {
 	base    *url.URL
+	addr    string // base's host:port, for Hooks.Failure
 	cfg     Config
 	http    *http.Client
 	dialer  *websocket.Dialer
@@ -100,13 +111,11 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("upstream: base URL must be http(s)://host[:port], got %q", cfg.BaseURL)
 	}
-	cfg.RequestTimeout = orDefault(cfg.RequestTimeout, 20*time.Second)
-	cfg.DialTimeout = orDefault(cfg.DialTimeout, 10*time.Second)
-	cfg.Keepalive = orDefault(cfg.Keepalive, 20*time.Second)
-	cfg.ReadTimeout = orDefault(cfg.ReadTimeout, 3*cfg.Keepalive)
-	if cfg.ReadLimit <= 0 {
-		cfg.ReadLimit = 4 << 20
-	}
+	orDefault(&cfg.RequestTimeout, DefaultRequestTimeout)
+	orDefault(&cfg.DialTimeout, DefaultDialTimeout)
+	orDefault(&cfg.Keepalive, DefaultKeepalive)
+	orDefault(&cfg.ReadTimeout, 3*cfg.Keepalive)
+	orDefault(&cfg.ReadLimit, DefaultReadLimit)
 	switch {
 	case cfg.MaxConnsPerHost == 0:
 		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost
@@ -132,6 +141,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		base: base,
+		addr: hostPort(base),
 		cfg:  cfg,
 		http: &http.Client{
 			Transport: transport,
@@ -154,11 +164,13 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
+// orDefault sets a zero or negative setting to its default. It is
+// internal/defaults.Set, copied: upstream imports no package of this
+// project, so that it stands on its own.
+func orDefault[T int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
 	}
-	return d
 }
 
 // Forward sends a client's request to Direct Line as is and returns the
@@ -221,10 +233,12 @@ func (c *Client) Forward(ctx context.Context, method, path, rawQuery string, hea
 		done(err)
 		c.observe(op, statusTransport, time.Since(start))
 		c.noteLocalError(op, err)
+		c.noteFailure(op, c.addr, err)
 		return nil, fmt.Errorf("upstream: %s %s: %w", method, path, err)
 	}
 	done(statusVerdict(op, resp.StatusCode))
 	c.observe(op, resp.StatusCode, time.Since(start))
+	c.noteStatus(op, c.addr, resp.StatusCode)
 	return resp, nil
 }
 

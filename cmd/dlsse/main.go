@@ -112,6 +112,7 @@ func applyGCPercent(percent int, gogc string) bool {
 // cfg.ShutdownTimeout.
 func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 	m := metrics.New()
+	m.SetBuildInfo(version())
 	breakerHooks := m.UpstreamHooks()
 	onBreaker := breakerHooks.BreakerChange
 	breakerHooks.BreakerChange = func(from, to gobreaker.State) {
@@ -119,6 +120,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		onBreaker(from, to)
 	}
 	breakerHooks.LocalResourceError = newResourceWarner(lg).note
+	breakerHooks.Failure = newFailureWarner(lg).note
 	up, err := upstream.New(upstream.Config{
 		BaseURL:        cfg.UpstreamURL,
 		RequestTimeout: cfg.UpstreamTimeout,

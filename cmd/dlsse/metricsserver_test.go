@@ -45,6 +45,8 @@ func TestMetricsListen(t *testing.T) {
 	}
 	if status, body := get("http://" + metricsAddr + "/metrics"); status != http.StatusOK || !strings.Contains(body, "dlsse_sessions_open") {
 		t.Errorf("metrics_listen /metrics: %d %.200s", status, body)
+	} else if info := `dlsse_build_info{version="` + version() + `"} 1`; !strings.Contains(body, info) {
+		t.Errorf("/metrics lacks %s", info)
 	}
 	if status, body := get("http://" + addr + "/metrics"); status != http.StatusNotFound {
 		t.Errorf("the public listener's /metrics: %d %.200s, want 404", status, body)

@@ -6,7 +6,7 @@ package defaults
 import "time"
 
 // Set replaces a zero or negative *v with def.
-func Set[T int | int64 | float64 | time.Duration](v *T, def T) {
+func Set[T int | int64 | time.Duration](v *T, def T) {
 	if *v <= 0 {
 		*v = def
 	}
