@@ -3,7 +3,10 @@
 //
 // It knows nothing of Direct Line or of any HTTP framework: events are
 // encoded once into immutable byte slices that every subscriber shares, and
-// [Serve] writes whatever a [Feed] hands it to any [Writer]. The encoder
+// a stream writes whatever a [Feed] hands it to any [Writer]. [Start] runs
+// a stream without holding a goroutine while it is idle (what the gateway
+// runs for every client); [Serve] is the same loop on the caller's
+// goroutine, for callers that have one to spare. The encoder
 // guarantees that no value, whatever bytes it holds, can break the event
 // framing: a newline in data becomes another data line, and CR, LF and NUL
 // are dropped from ids, event names and comments.

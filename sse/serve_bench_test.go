@@ -5,10 +5,11 @@ import (
 	"testing"
 )
 
-// BenchmarkServe is one stream loop's cost per event: wake-up, taking the
+// BenchmarkServe is one Serve loop's cost per event: wake-up, taking the
 // batch from the feed, the write (with deadline and flush) and going back
 // to sleep. Each op hands one event to the loop and waits until it is
-// written, so it includes two goroutine switches.
+// written, so it includes two goroutine switches. The gateway runs Start
+// instead: see BenchmarkStart.
 func BenchmarkServe(b *testing.B) {
 	for _, size := range benchSizes {
 		ev := NewEvent(benchCursor, "activity", benchActivity(size))

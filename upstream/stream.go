@@ -40,8 +40,9 @@ func IsCollision(err error) bool {
 	return errors.As(err, &ce) && ce.Reason == "collision"
 }
 
-// Stream is one open Direct Line activity stream. Next must be called from
-// one goroutine; Close may be called from any.
+// Stream is one open Direct Line activity stream. It is read from one
+// goroutine, with ReadMessage, then Decode and Release (what the session
+// does), or with Next, the three in one; Close may be called from any.
 type Stream struct {
 	conn        *websocket.Conn
 	readTimeout time.Duration
@@ -85,11 +86,13 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 			// The service answered but refused the upgrade.
 			done(statusVerdict("dial", resp.StatusCode))
 			c.observe("dial", resp.StatusCode, time.Since(start))
+			c.noteStatus("dial", hostPort(u), resp.StatusCode)
 			return nil, newAPIError(resp)
 		}
 		done(err)
 		c.observe("dial", statusTransport, time.Since(start))
 		c.noteLocalError("dial", err)
+		c.noteFailure("dial", hostPort(u), err)
 		// err may quote the URL, which holds a token: never wrap it.
 		return nil, fmt.Errorf("upstream: dial stream: %w", dialError(err))
 	}
@@ -178,8 +181,11 @@ func (s *Stream) sendKeepalive() {
 	s.timer.Reset(s.keepalive)
 }
 
-// Next returns the next ActivitySet. Empty keepalive messages and message
-// types it does not know are skipped. A close frame yields *ClosedError.
+// Next returns the next ActivitySet: ReadMessage, Decode and Release in
+// one call, for readers that need not keep their goroutine shallow (tests,
+// tools); the session reads with ReadMessage and decodes on another
+// goroutine. Empty keepalive messages and message types it does not know
+// are skipped. A close frame yields *ClosedError.
 func (s *Stream) Next() (ActivitySet, error) {
 	for {
 		m, err := s.ReadMessage()
@@ -202,9 +208,10 @@ var messageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // maxPooledMessage keeps one huge message from pinning its buffer.
 const maxPooledMessage = 64 << 10
 
-// Message is one stream message as read, not decoded yet: Next is
-// ReadMessage, then Decode, then Release. Reading and decoding apart let a
-// caller keep its reading goroutine shallow (decoding JSON takes stack).
+// Message is one stream message as read, not decoded yet. The read path
+// is ReadMessage, then Decode, then Release: reading and decoding apart
+// let a caller keep its reading goroutine shallow (decoding JSON takes
+// stack), as the session does.
 type Message struct {
 	typ int
 	buf *bytes.Buffer

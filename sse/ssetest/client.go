@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -30,7 +31,9 @@ type Stream struct {
 	r        *bufio.Reader
 	lastID   atomic.Pointer[string]
 	retry    atomic.Int64 // the last retry hint seen, in ms
-	comments atomic.Int64 // comment lines seen (heartbeats)
+	retryMu  sync.Mutex
+	retries  []time.Duration // every retry hint seen, in order
+	comments atomic.Int64    // comment lines seen (heartbeats)
 	events   chan result
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -39,6 +42,14 @@ type Stream struct {
 
 // Retry is the last retry hint the server sent.
 func (s *Stream) Retry() time.Duration { return time.Duration(s.retry.Load()) * time.Millisecond }
+
+// Retries is every retry hint the server sent, in order: a stream's
+// opening hint and the one it ends with are told apart.
+func (s *Stream) Retries() []time.Duration {
+	s.retryMu.Lock()
+	defer s.retryMu.Unlock()
+	return append([]time.Duration(nil), s.retries...)
+}
 
 // Comments is how many comment lines (heartbeats) arrived.
 func (s *Stream) Comments() int64 { return s.comments.Load() }
@@ -176,6 +187,9 @@ func (s *Stream) readLoop() {
 		case "retry":
 			if ms, err := strconv.Atoi(value); err == nil {
 				s.retry.Store(int64(ms))
+				s.retryMu.Lock()
+				s.retries = append(s.retries, time.Duration(ms)*time.Millisecond)
+				s.retryMu.Unlock()
 			}
 		}
 	}
