@@ -35,8 +35,13 @@ func (r *Redis) Publish(ctx context.Context, conversationID, from string, m sess
 }
 
 func (r *Redis) PublishOwned(ctx context.Context, l session.Lease, m session.Message) error {
-	err := r.run(ctx, "publish_owned", publishOwnedScript, []string{r.key(l.Conversation, "lease")},
-		[]string{leaseValue(l), r.channel(l.Conversation), string(encodeMessage(l.Holder, &m))}).Error()
+	keep := "0"
+	if m.Kind == session.KindStatus || m.Kind == session.KindEnded {
+		keep = "1"
+	}
+	err := r.run(ctx, "publish_owned", publishOwnedScript,
+		[]string{r.key(l.Conversation, "lease"), r.key(l.Conversation, "meta")},
+		[]string{leaseValue(l), r.channel(l.Conversation), string(encodeMessage(l.Holder, &m)), keep, ms(r.cfg.IdleTTL)}).Error()
 	if isNotOwner(err) {
 		return session.ErrNotOwner
 	}

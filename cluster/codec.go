@@ -193,6 +193,7 @@ func decodeMessage(payload string) (from string, m session.Message, err error) {
 			e := r.entry()
 			m.Records = append(m.Records, session.Record{Pos: session.Position{Epoch: epoch, Offset: first + i}, Entry: e})
 		}
+		m.Pos = session.Position{Epoch: epoch, Offset: first + n - 1}
 		return from, m, r.err
 	case tagEphemeral:
 		r = reader{b: []byte(rest)}

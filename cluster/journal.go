@@ -51,7 +51,7 @@ func (r *Redis) Read(ctx context.Context, conversationID string, after session.P
 	res := r.run(ctx, "read", readScript,
 		[]string{r.key(conversationID, "log"), r.key(conversationID, "meta")},
 		[]string{strconv.FormatUint(after.Offset, 10), strconv.Itoa(n)})
-	epoch, last, _, recs, err := journalAnswer(res)
+	epoch, last, _, recs, _, err := journalAnswer(res)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: read: %w", err)
 	}
@@ -64,28 +64,26 @@ func (r *Redis) Read(ctx context.Context, conversationID string, after session.P
 	return recs, nil
 }
 
-func (r *Redis) Tail(ctx context.Context, conversationID string, n int) ([]session.Record, string, error) {
+func (r *Redis) Tail(ctx context.Context, conversationID string, n int) (session.Snapshot, error) {
 	res := r.run(ctx, "tail", tailScript,
 		[]string{r.key(conversationID, "log"), r.key(conversationID, "meta")},
 		[]string{strconv.Itoa(n)})
-	_, _, wm, recs, err := journalAnswer(res)
+	_, _, wm, recs, st, err := journalAnswer(res)
 	if err != nil {
-		return nil, "", fmt.Errorf("cluster: tail: %w", err)
+		return session.Snapshot{}, fmt.Errorf("cluster: tail: %w", err)
 	}
-	if len(recs) > 1 && recs[0].Pos.Offset > recs[1].Pos.Offset {
-		slices.Reverse(recs) // XREVRANGE: newest first
-	}
-	return recs, wm, nil
+	slices.Reverse(recs) // XREVRANGE: newest first
+	return session.Snapshot{Records: recs, Watermark: wm, Status: st}, nil
 }
 
 // journalAnswer decodes what readScript and tailScript return.
-func journalAnswer(res rueidis.RedisResult) (epoch string, last uint64, wm string, recs []session.Record, err error) {
+func journalAnswer(res rueidis.RedisResult) (epoch string, last uint64, wm string, recs []session.Record, st session.Status, err error) {
 	parts, err := res.ToArray()
 	if err != nil {
-		return "", 0, "", nil, err
+		return "", 0, "", nil, st, err
 	}
-	if len(parts) != 4 {
-		return "", 0, "", nil, errMalformed
+	if len(parts) < 4 {
+		return "", 0, "", nil, st, errMalformed
 	}
 	epoch, _ = parts[0].ToString()
 	lastText, _ := parts[1].ToString()
@@ -93,7 +91,7 @@ func journalAnswer(res rueidis.RedisResult) (epoch string, last uint64, wm strin
 	wm, _ = parts[2].ToString()
 	entries, err := parts[3].AsXRange()
 	if err != nil {
-		return "", 0, "", nil, err
+		return "", 0, "", nil, st, err
 	}
 	recs = make([]session.Record, 0, len(entries))
 	for _, x := range entries {
@@ -101,9 +99,16 @@ func journalAnswer(res rueidis.RedisResult) (epoch string, last uint64, wm strin
 		offset, perr := strconv.ParseUint(off, 10, 64)
 		e, derr := decodeEntry([]byte(x.FieldValues["e"]))
 		if !ok || perr != nil || derr != nil {
-			return "", 0, "", nil, errMalformed
+			return "", 0, "", nil, st, errMalformed
 		}
 		recs = append(recs, session.Record{Pos: session.Position{Epoch: epoch, Offset: offset}, Entry: e})
 	}
-	return epoch, last, wm, recs, nil
+	if len(parts) > 4 {
+		if blob, _ := parts[4].ToString(); blob != "" {
+			if _, m, err := decodeMessage(blob); err == nil {
+				st = m.Status
+			}
+		}
+	}
+	return epoch, last, wm, recs, st, nil
 }

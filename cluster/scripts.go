@@ -72,10 +72,15 @@ end
 redis.call('PUBLISH', ARGV[5], 'A' .. epoch .. ' ' .. first .. ' ' .. ARGV[7])
 return {epoch, last}`)
 
-// publishOwnedScript: KEYS lease; ARGV value, channel, message.
+// publishOwnedScript: KEYS lease, meta; ARGV value, channel, message, keep
+// (1: the message is a status to keep for Tail), key ttl ms.
 var publishOwnedScript = rueidis.NewLuaScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('NOTOWNER')
+end
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[2], 'st', ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
 end
 return redis.call('PUBLISH', ARGV[2], ARGV[3])`)
 
@@ -87,8 +92,12 @@ local m = redis.call('HMGET', KEYS[2], 'epoch', 'off', 'wm')
 local entries = redis.call('XRANGE', KEYS[1], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])
 return {m[1] or '', m[2] or '0', m[3] or '', entries}`)
 
-// tailScript: KEYS log, meta; ARGV count. Like readScript, newest first.
+// tailScript: KEYS log, meta; ARGV count. Like readScript, newest first,
+// and the status kept last.
 var tailScript = rueidis.NewLuaScript(`
-local m = redis.call('HMGET', KEYS[2], 'epoch', 'off', 'wm')
-local entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
-return {m[1] or '', m[2] or '0', m[3] or '', entries}`)
+local m = redis.call('HMGET', KEYS[2], 'epoch', 'off', 'wm', 'st')
+local entries = {}
+if tonumber(ARGV[1]) > 0 then
+  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
+end
+return {m[1] or '', m[2] or '0', m[3] or '', entries, m[4] or ''}`)

@@ -37,6 +37,10 @@ type Metrics struct {
 	upstreamRequests    *prometheus.HistogramVec
 	replay              *prometheus.CounterVec
 	tokenRefreshes      *prometheus.CounterVec
+	owned               prometheus.Gauge
+	ownership           *prometheus.CounterVec
+	redisCalls          *prometheus.HistogramVec
+	redisErrors         *prometheus.CounterVec
 	buildInfo           *prometheus.GaugeVec
 }
 
@@ -75,12 +79,21 @@ func New() *Metrics {
 		Help: "Resumes and fall-behinds: served from the replay log (hit) or fetched from Direct Line (miss)."}, []string{"result"})
 	m.tokenRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_token_refreshes_total",
 		Help: "Upstream token refreshes by result."}, []string{"result"})
+	m.owned = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_conversations_owned",
+		Help: "Conversations whose Direct Line socket this replica holds the lease of."})
+	m.ownership = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_ownership_events_total",
+		Help: "Lease events of conversations (acquired, busy, renewed, renew_failed, lost, fenced, released, ended, store_error)."}, []string{"event"})
+	m.redisCalls = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "dlsse_redis_call_duration_seconds",
+		Help:    "Calls to Redis (cluster mode) by operation.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5}}, []string{"operation"})
+	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_redis_errors_total",
+		Help: "Calls to Redis that failed (unreachable, timeout), by operation."}, []string{"operation"})
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dlsse_build_info",
 		Help: "1, labelled with the version dlsse -version prints."}, []string{"version"})
 
 	for _, c := range []prometheus.Collector{m.sessions, m.upstreamSockets, m.subscribers, m.activitiesReceived,
 		m.activitiesDelivered, m.reconnects, m.reconnectsDelayed, m.reconnectDelay, m.disconnects, m.breakerState, m.breakerTransitions,
-		m.upstreamRequests, m.replay, m.tokenRefreshes, m.buildInfo,
+		m.upstreamRequests, m.replay, m.tokenRefreshes, m.buildInfo, m.owned, m.ownership, m.redisCalls, m.redisErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -100,7 +113,18 @@ func New() *Metrics {
 	m.replay.WithLabelValues("miss")
 	m.tokenRefreshes.WithLabelValues("ok")
 	m.tokenRefreshes.WithLabelValues("error")
+	for _, e := range session.OwnershipEvents() {
+		m.ownership.WithLabelValues(string(e))
+	}
 	return m
+}
+
+// RedisCall observes a call to Redis (cluster.Config.Observe).
+func (m *Metrics) RedisCall(op string, d time.Duration, err error) {
+	m.redisCalls.WithLabelValues(op).Observe(d.Seconds())
+	if err != nil {
+		m.redisErrors.WithLabelValues(op).Inc()
+	}
 }
 
 // SetBuildInfo sets dlsse_build_info to 1 for version (and only it), so a
@@ -144,7 +168,16 @@ func (m *Metrics) ActivitiesReceived(n int)  { m.activitiesReceived.Add(float64(
 func (m *Metrics) ActivitiesDelivered(n int) { m.activitiesDelivered.Add(float64(n)) }
 func (m *Metrics) Replay(hit bool)           { m.replay.WithLabelValues(hitLabel(hit)).Inc() }
 func (m *Metrics) TokenRefreshed(err error)  { m.tokenRefreshes.WithLabelValues(okLabel(err)).Inc() }
-func (m *Metrics) StreamOpened()             { m.subscribers.Inc() }
+func (m *Metrics) Ownership(e session.OwnershipEvent) {
+	m.ownership.WithLabelValues(string(e)).Inc()
+	switch e {
+	case session.OwnershipAcquired:
+		m.owned.Inc()
+	case session.OwnershipEnded:
+		m.owned.Dec()
+	}
+}
+func (m *Metrics) StreamOpened() { m.subscribers.Inc() }
 func (m *Metrics) StreamClosed(reason sse.Reason) {
 	m.subscribers.Dec()
 	m.disconnects.WithLabelValues(string(reason)).Inc()

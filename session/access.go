@@ -160,6 +160,19 @@ func (s *Session) carryAccess(old, new string, expires time.Time) {
 	s.armAccessLocked(a)
 }
 
+// carryAccessKey is carryAccess for a refresh made through another
+// replica, which tells the old token's key and the new lifetime only.
+func (s *Session) carryAccessKey(old [32]byte, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.access[old]
+	if a == nil || a.ended.Load() != nil || expires.IsZero() {
+		return
+	}
+	a.expires = expires
+	s.armAccessLocked(a)
+}
+
 // stopAccessLocked stops every access timer (the session is over).
 func (s *Session) stopAccessLocked() {
 	for _, a := range s.access {
@@ -177,12 +190,23 @@ func (m *Manager) TokenRefreshed(conversationID, old, new string, expiresIn int)
 	m.LearnToken(new, expiresIn)
 	m.markVerified(conversationID, new)
 	s := m.Session(conversationID)
-	if s == nil {
-		return
-	}
 	var expires time.Time
 	if expiresIn > 0 {
 		expires = time.Now().Add(time.Duration(expiresIn) * time.Second)
+	}
+	if m.clustered {
+		// Streams with the old token on other replicas read on too.
+		// Only the old token's key travels, never a token.
+		ctx, cancel := context.WithTimeout(m.ctx, leaseCallTimeout)
+		err := m.shared.Bus.Publish(ctx, conversationID, m.cfg.Replica,
+			Message{Kind: KindRefreshed, Token: tokenKey(old), Expires: expires})
+		cancel()
+		if err != nil {
+			m.cfg.Logger.Warn().Err(err).Str("conversation_id", conversationID).Msg("could not tell the other replicas of a token refresh")
+		}
+	}
+	if s == nil {
+		return
 	}
 	s.carryAccess(old, new, expires)
 	s.addCredential(new, s.refreshTime(expiresIn))

@@ -118,8 +118,8 @@ const announceLimitAfter = time.Second
 // awaitReconnectTurn is the session's turn at the process-wide reconnect
 // limit, taken after its own backoff and before it calls Direct Line
 // again. It returns false when the session was stopped meanwhile.
-func (s *Session) awaitReconnectTurn() bool {
-	return s.m.reconnects.wait(s.ctx, func(d time.Duration) {
+func (s *Session) awaitReconnectTurn(ctx context.Context) bool {
+	return s.m.reconnects.wait(ctx, func(d time.Duration) {
 		s.m.cfg.Observer.ReconnectDelayed(d)
 		if d >= announceLimitAfter {
 			st := s.Status()

@@ -10,9 +10,11 @@
 // either catches up from the log, or from Direct Line when the log has
 // moved past it.
 //
-// Conversation ownership (Manager), the replay log (Log) and the fan-out
-// (Subscriber reading a Log) are kept apart so that a clustered
-// implementation can replace the in-memory ones.
+// Several replicas share conversations through Shared (shared.go): one of
+// them, the owner, holds a conversation's Direct Line socket and appends
+// what it reads to the shared journal; every replica with subscribers of
+// the conversation follows the journal into a replay log of its own, which
+// its subscribers read. A single process shares with nobody (memory).
 package session
 
 import (
@@ -47,6 +49,10 @@ const (
 	// never told (a secret, a token dlsse saw no answer about) is
 	// re-checked this often, and ends when Direct Line refuses it.
 	DefaultReverify = 5 * time.Minute
+	// DefaultLeaseTTL is how long a conversation's owner holds it without
+	// renewing (as Kubernetes' leader election: 15 s lease, renewed every
+	// 5 s, given up 10 s after the last renewal).
+	DefaultLeaseTTL = 15 * time.Second
 )
 
 // Config tunes a Manager. Every zero value means the default above.
@@ -89,6 +95,16 @@ type Config struct {
 	Reverify time.Duration
 	// MaxBatch bounds the bytes a subscriber writes in one go.
 	MaxBatch int
+	// Shared is what this process shares with other replicas. Zero: a
+	// single process, sharing with nobody.
+	Shared Shared
+	// Replica names this process among the replicas; default random.
+	Replica string
+	// LeaseTTL is how long an owner holds a conversation without renewing
+	// its lease. It renews every third of it, and closes its Direct Line
+	// socket when two thirds passed without a renewal, before the lease
+	// can expire and another replica take over. Only with Shared.
+	LeaseTTL time.Duration
 	// Logger receives session logs; conversation_id is on every line.
 	Logger zerolog.Logger
 	// Observer receives metrics events; nil means none.
@@ -121,6 +137,10 @@ func (c *Config) setDefaults() {
 	}
 	if c.RefreshMargin <= 0 || c.RefreshMargin >= 1 {
 		c.RefreshMargin = 0.5
+	}
+	defaults.Set(&c.LeaseTTL, DefaultLeaseTTL)
+	if c.Replica == "" {
+		c.Replica = newEpoch()
 	}
 }
 
@@ -168,6 +188,8 @@ type Observer interface {
 	// fetched from Direct Line (miss).
 	Replay(hit bool)
 	TokenRefreshed(err error)
+	// Ownership: a conversation's lease changed hands, or tried to.
+	Ownership(e OwnershipEvent)
 }
 
 type nopObserver struct{}
@@ -182,3 +204,4 @@ func (nopObserver) ActivitiesReceived(int)         {}
 func (nopObserver) ActivitiesDelivered(int)        {}
 func (nopObserver) Replay(bool)                    {}
 func (nopObserver) TokenRefreshed(error)           {}
+func (nopObserver) Ownership(OwnershipEvent)       {}

@@ -2,7 +2,9 @@ package session
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 
 	"github.com/dlsse/dlsse/sse"
@@ -72,11 +74,85 @@ func activityEvent(d *decoded, base string) sse.Event {
 	return sse.NewEvent(CursorFor(base, d.meta.ID).String(), "activity", d.json)
 }
 
-// ingest appends an ActivitySet to the log, dropping activities already
-// there (Direct Line may replay more than asked after a reconnect), and
-// wakes the subscribers.
-func (s *Session) ingest(set upstream.ActivitySet) {
-	wm := set.Watermark
+// ingest appends an ActivitySet the owner read from Direct Line: to the
+// shared journal first (with other replicas), then to its own log,
+// dropping activities the log holds already (Direct Line may replay more
+// than asked after a reconnect), and wakes the subscribers. When the
+// journal refuses (ErrNotOwner: the lease is gone) or cannot be reached,
+// the log stays as it was and the error ends the socket: what it read is
+// read again, from the log's watermark, by whoever owns the conversation.
+func (s *Session) ingest(o *ownership, set upstream.ActivitySet) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	entries, wm, botEnded := s.entriesOf(set)
+	if len(entries) == 0 && (wm == "" || wm == s.log.Watermark()) {
+		return nil
+	}
+	if err := s.share(o, entries, wm); err != nil {
+		return err
+	}
+	if botEnded {
+		s.endSeen = true
+	}
+	s.log.Append(entries, wm)
+	s.m.cfg.Observer.ActivitiesReceived(len(entries))
+	s.notify()
+	return nil
+}
+
+// share gives other replicas what the owner is about to append: durable
+// entries and the watermark go to the journal, typing only on the bus.
+// A single process shares with nobody. applyMu is held.
+func (s *Session) share(o *ownership, entries []Entry, wm string) error {
+	if !s.m.clustered {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(o.ctx, leaseCallTimeout)
+	defer cancel()
+	durable := entries
+	var ephemeral []Entry
+	if !allDurable(entries) {
+		durable = make([]Entry, 0, len(entries))
+		for _, e := range entries {
+			if e.Durable {
+				durable = append(durable, e)
+			} else {
+				ephemeral = append(ephemeral, e)
+			}
+		}
+	}
+	if len(durable) > 0 || wm != "" {
+		pos, err := s.m.shared.Journal.Append(ctx, o.lease, durable, wm)
+		if err != nil {
+			return err
+		}
+		s.journalPos = pos
+	}
+	for _, e := range ephemeral {
+		err := s.m.shared.Bus.PublishOwned(ctx, o.lease, Message{Kind: KindEphemeral, Entry: e})
+		if errors.Is(err, ErrNotOwner) {
+			return err
+		}
+		// Typing that does not reach other replicas is not worth a
+		// reconnect.
+	}
+	return nil
+}
+
+func allDurable(entries []Entry) bool {
+	for i := range entries {
+		if !entries[i].Durable {
+			return false
+		}
+	}
+	return true
+}
+
+// entriesOf encodes an ActivitySet as log entries after the log's newest:
+// activities the log holds already, and repeats within the set, dropped.
+// botEnded reports the bot's endOfConversation among them. applyMu is held.
+func (s *Session) entriesOf(set upstream.ActivitySet) (entries []Entry, wm string, botEnded bool) {
+	wm = set.Watermark
 	if wm != "" && ValidateWatermark(wm) != nil {
 		s.lg().Warn().Int("len", len(wm)).Msg("upstream watermark with unexpected characters ignored")
 		wm = ""
@@ -86,7 +162,7 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 		s.lg().Warn().Int("count", bad).Msg("malformed upstream activities skipped")
 	}
 	base := s.log.Watermark()
-	entries := make([]Entry, 0, len(acts))
+	entries = make([]Entry, 0, len(acts))
 	lastDurable := -1
 	// Ids already taken from this set. Sets are small (one activity, as
 	// a rule): a linear scan of entries beats a map made for each.
@@ -109,7 +185,7 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 			lastDurable = len(entries)
 		}
 		if d.meta.Type == "endOfConversation" && s.fromBot(d) {
-			s.endSeen = true
+			botEnded = true
 		}
 		e.Event = activityEvent(d, base)
 		entries = append(entries, e)
@@ -117,12 +193,7 @@ func (s *Session) ingest(set upstream.ActivitySet) {
 	if wm != "" && lastDurable >= 0 {
 		entries[lastDurable].After = wm
 	}
-	if len(entries) == 0 && (wm == "" || wm == base) {
-		return
-	}
-	s.log.Append(entries, wm)
-	s.m.cfg.Observer.ActivitiesReceived(len(entries))
-	s.notify()
+	return entries, wm, botEnded
 }
 
 // fromBot reports whether an activity was sent by the bot: not marked as

@@ -28,39 +28,12 @@ type Entry struct {
 // Cursor is where a subscriber stands once it has received e.
 func (e *Entry) Cursor() Cursor { return Cursor{Base: e.Base, Hash: e.Hash, HasHash: true} }
 
-// Log is a conversation's replay log: an ordered, bounded window of entries
-// that subscribers read at their own pace. Positions are sequence numbers;
-// Head is the sequence number the next entry will get.
-//
-// The in-memory implementation serves one process. A clustered one (a
-// Redis stream, say) implements the same contract.
-type Log interface {
-	// Append adds a set's entries and records the watermark the set moved
-	// the conversation to ("" keeps the previous one).
-	Append(entries []Entry, watermark string)
-	// Read calls fn for each entry from seq on, in order, until fn returns
-	// false. It returns the position after the last entry fn accepted, and
-	// fellOff when seq has already been evicted.
-	Read(seq uint64, fn func(*Entry) bool) (next uint64, fellOff bool)
-	// Head is the position after the newest entry.
-	Head() uint64
-	// Watermark is the conversation's watermark after the newest set.
-	Watermark() string
-	// Locate finds where a subscriber resuming from c starts reading.
-	Locate(c Cursor) (seq uint64, ok bool)
-	// Anchor finds the position just after the point a poll of Direct Line
-	// reached: the poll returned watermark wm and, if any, last as its last
-	// activity's id hash. ok is false when the log has not got there yet.
-	Anchor(wm string, last uint64, hasLast bool) (seq uint64, ok bool)
-	// Contains reports whether an activity with this id hash is in the log.
-	Contains(hash uint64) bool
-	// Position is the head and the cursor that names it: where a
-	// subscriber that joins now stands.
-	Position() (head uint64, here Cursor)
-}
-
-// memLog is the in-memory Log: a ring that grows up to a capacity and then
-// drops its oldest entries.
+// memLog is a conversation's replay log on this replica: an ordered,
+// bounded window of entries that subscribers read at their own pace,
+// positioned by sequence numbers of its own (Head is the one the next entry
+// gets). A ring that grows up to a capacity and then drops its oldest
+// entries. Across replicas the journal (shared.go) is what is shared;
+// cursors, not sequence numbers, name places in a conversation.
 type memLog struct {
 	mu        sync.RWMutex
 	ring      []Entry // circular; len(ring) is the current allocation
@@ -72,8 +45,6 @@ type memLog struct {
 	wmSeq     uint64            // the position right after the set that set watermark
 	byHash    map[uint64]uint64 // durable id hash -> Seq
 }
-
-var _ Log = (*memLog)(nil)
 
 // newMemLog returns an empty log that starts at watermark start (which may
 // be "" for the beginning of a conversation).
@@ -91,6 +62,8 @@ func newMemLog(capacity int, start string) *memLog {
 
 func (l *memLog) slot(seq uint64) *Entry { return &l.ring[seq%uint64(len(l.ring))] }
 
+// Append adds a set's entries and records the watermark the set moved the
+// conversation to ("" keeps the previous one).
 func (l *memLog) Append(entries []Entry, watermark string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -145,6 +118,9 @@ func (l *memLog) evictOldest() {
 	l.first++
 }
 
+// Read calls fn for each entry from seq on, in order, until fn returns
+// false. It returns the position after the last entry fn accepted, and
+// fellOff when seq has already been evicted.
 func (l *memLog) Read(seq uint64, fn func(*Entry) bool) (uint64, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -159,6 +135,8 @@ func (l *memLog) Read(seq uint64, fn func(*Entry) bool) (uint64, bool) {
 	return seq, false
 }
 
+// Position is the head and the cursor that names it: where a subscriber
+// that joins now stands.
 func (l *memLog) Position() (uint64, Cursor) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -177,18 +155,21 @@ func (l *memLog) Position() (uint64, Cursor) {
 	return l.head, Cursor{Base: l.watermark}
 }
 
+// Head is the position after the newest entry.
 func (l *memLog) Head() uint64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.head
 }
 
+// Watermark is the conversation's watermark after the newest set.
 func (l *memLog) Watermark() string {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.watermark
 }
 
+// Contains reports whether an activity with this id hash is in the log.
 func (l *memLog) Contains(hash uint64) bool {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -196,6 +177,7 @@ func (l *memLog) Contains(hash uint64) bool {
 	return ok
 }
 
+// Locate finds where a subscriber resuming from c starts reading.
 func (l *memLog) Locate(c Cursor) (uint64, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -217,6 +199,9 @@ func (l *memLog) Locate(c Cursor) (uint64, bool) {
 	return l.afterWatermark(c.Base)
 }
 
+// Anchor finds the position just after the point a poll of Direct Line
+// reached: the poll returned watermark wm and, if any, last as its last
+// activity's id hash. ok is false when the log has not got there yet.
 func (l *memLog) Anchor(wm string, last uint64, hasLast bool) (uint64, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()

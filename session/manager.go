@@ -50,7 +50,9 @@ type Request struct {
 // Manager owns the sessions of this process: at most one per conversation.
 type Manager struct {
 	cfg        Config
-	up         *upstream.Client
+	up         DirectLine
+	shared     Shared
+	clustered  bool       // sharing with other replicas
 	reconnects *callLimit // shared by every session's reconnects
 	verifier   *verifier
 	senders    senders // who posted as a client, per conversation
@@ -66,13 +68,31 @@ type Manager struct {
 	ended    map[string]time.Time // conversation -> when it ended
 }
 
-// NewManager returns a Manager that reaches Direct Line through up.
-func NewManager(up *upstream.Client, cfg Config) *Manager {
+// DirectLine is what sessions ask of Direct Line (an upstream.Client).
+type DirectLine interface {
+	Reconnect(ctx context.Context, credential, conversationID, watermark string) (upstream.Conversation, error)
+	Activities(ctx context.Context, credential, conversationID, watermark string) (upstream.ActivitySet, error)
+	RefreshToken(ctx context.Context, token string) (upstream.Conversation, error)
+	Dial(ctx context.Context, streamURL string) (*upstream.Stream, error)
+}
+
+var _ DirectLine = (*upstream.Client)(nil)
+
+// NewManager returns a Manager that reaches Direct Line through up and
+// shares conversations with other replicas through cfg.Shared (with
+// nobody when it is zero).
+func NewManager(up DirectLine, cfg Config) *Manager {
 	cfg.setDefaults()
+	clustered := cfg.Shared.Leases != nil
+	if !clustered {
+		cfg.Shared = NewMemoryShared(0)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		cfg:        cfg,
 		up:         up,
+		shared:     cfg.Shared,
+		clustered:  clustered,
 		reconnects: newCallLimit(cfg.ReconnectRate, cfg.ReconnectBurst),
 		verifier:   newVerifier(ctx, up, &cfg),
 		senders:    newSenders(),
@@ -252,6 +272,15 @@ func (m *Manager) retire(s *Session, force bool) bool {
 	s.cancel()
 	return true
 }
+
+// Healthy reports whether what this replica shares with the others can be
+// reached (always, alone).
+func (m *Manager) Healthy() bool {
+	return m.shared.Healthy == nil || m.shared.Healthy()
+}
+
+// Clustered reports whether this replica shares conversations with others.
+func (m *Manager) Clustered() bool { return m.clustered }
 
 // Sessions is the number of open sessions.
 func (m *Manager) Sessions() int {

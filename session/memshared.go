@@ -40,6 +40,7 @@ type memConv struct {
 	offset    uint64
 	records   []Record // the newest keep
 	watermark string
+	status    Status
 
 	followers []*memFollower
 }
@@ -150,7 +151,7 @@ func (m *memShared) Append(_ context.Context, l Lease, entries []Entry, watermar
 		}
 	}
 	pos := Position{Epoch: c.epoch, Offset: c.offset}
-	m.deliverLocked(c, l.Holder, Message{Kind: KindAppended, Records: recs, Watermark: watermark})
+	m.deliverLocked(c, l.Holder, Message{Kind: KindAppended, Records: recs, Pos: pos, Watermark: watermark})
 	m.mu.Unlock()
 	return pos, nil
 }
@@ -172,14 +173,14 @@ func (m *memShared) Read(_ context.Context, conversationID string, after Positio
 	return slices.Clone(c.records[i:min(len(c.records), i+n)]), nil
 }
 
-func (m *memShared) Tail(_ context.Context, conversationID string, n int) ([]Record, string, error) {
+func (m *memShared) Tail(_ context.Context, conversationID string, n int) (Snapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.convs[conversationID]
 	if c == nil {
-		return nil, "", nil
+		return Snapshot{}, nil
 	}
-	return slices.Clone(c.records[max(0, len(c.records)-n):]), c.watermark, nil
+	return Snapshot{Records: slices.Clone(c.records[max(0, len(c.records)-n):]), Watermark: c.watermark, Status: c.status}, nil
 }
 
 func (m *memShared) Publish(_ context.Context, conversationID, from string, msg Message) error {
@@ -200,6 +201,9 @@ func (m *memShared) PublishOwned(_ context.Context, l Lease, msg Message) error 
 	if !ok {
 		m.mu.Unlock()
 		return ErrNotOwner
+	}
+	if msg.Kind == KindStatus || msg.Kind == KindEnded {
+		c.status = msg.Status
 	}
 	m.deliverLocked(c, l.Holder, msg)
 	m.mu.Unlock()

@@ -199,14 +199,14 @@ func TestAwaitReconnectTurn(t *testing.T) {
 		s.setStatus(reconnecting)
 
 		start := time.Now()
-		if !s.awaitReconnectTurn() {
+		if !s.awaitReconnectTurn(s.ctx) {
 			t.Fatal("first turn refused")
 		}
 		if d := time.Since(start); d != 0 || len(obs.seen()) != 0 || s.Status() != reconnecting {
 			t.Fatalf("a turn from a full bucket: waited %v, observed %v, status %+v", d, obs.seen(), s.Status())
 		}
 
-		if !s.awaitReconnectTurn() {
+		if !s.awaitReconnectTurn(s.ctx) {
 			t.Fatal("second turn refused")
 		}
 		if d := time.Since(start); d != 2*time.Second {
@@ -222,7 +222,7 @@ func TestAwaitReconnectTurn(t *testing.T) {
 		}
 
 		done := make(chan bool, 1)
-		go func() { done <- s.awaitReconnectTurn() }()
+		go func() { done <- s.awaitReconnectTurn(s.ctx) }()
 		synctest.Wait() // queued for the next turn
 		stopped := time.Now()
 		s.cancel()

@@ -11,22 +11,35 @@ import (
 	"github.com/dlsse/dlsse/upstream"
 )
 
-// run starts the session's life on upstream: connect, read, reconnect
-// from the stored watermark when the stream drops, until the session is
-// retired. That life is a chain of goroutines, one at a time, never two
-// (the "run goroutine" the rest of the package speaks of): connect does
-// the deep work (REST calls, the dial) and hands a connected stream to a
-// fresh goroutine that only reads it, and which, when the stream drops,
-// carries on with the reconnect. A session idling on a healthy stream
-// thus holds one goroutine with a small stack: a goroutine keeps the stack
-// its deepest work grew, and Go halves it only when little of it is used.
+// run starts the session: it follows what other replicas say about the
+// conversation (when there are any), loads what their journal holds, and
+// seeks the lease that makes it the owner of the conversation's Direct
+// Line socket.
+//
+// An owner's life on upstream is a chain of goroutines, one at a time,
+// never two (the "run goroutine" the rest of the package speaks of):
+// connect does the deep work (REST calls, the dial) and hands a connected
+// stream to a fresh goroutine that only reads it, and which, when the
+// stream drops, carries on with the reconnect. A session idling on a
+// healthy stream thus holds one goroutine with a small stack: a goroutine
+// keeps the stack its deepest work grew, and Go halves it only when little
+// of it is used. A follower holds none. The chain lasts as long as the
+// tenure (owner.go).
 func (s *Session) run() {
 	s.m.cfg.Observer.SessionOpened()
-	s.connect(0)
+	context.AfterFunc(s.ctx, s.onDone)
+	if s.m.clustered {
+		s.follow()
+		if !s.hasOffer { // a fresh start has nothing in the journal yet
+			s.loadJournal()
+		}
+	}
+	s.seekLease()
 }
 
-// finish ends the chain: what run's caller is owed once the session is
-// over, in this order.
+// finish ends the session: what run's caller is owed once it is over, in
+// this order. It runs once, on whichever goroutine saw the end last: the
+// chain's, or the one that retired a follower.
 func (s *Session) finish() {
 	s.markReady(errRetired) // unblocks waiters if the session ends before ready
 	s.stop()
@@ -36,31 +49,31 @@ func (s *Session) finish() {
 
 // connect opens the upstream stream, retrying per the verdict and backoff
 // (attempt counts failures so far), then starts readUpstream on it and
-// returns. It finishes the session when it gives up.
-func (s *Session) connect(attempt int) {
+// returns. It ends the tenure when it gives up.
+func (s *Session) connect(o *ownership, attempt int) {
 	for {
-		stream, err := s.open()
+		stream, err := s.open(o)
 		if err != nil {
-			if s.ctx.Err() != nil {
-				s.finish()
+			if o.ctx.Err() != nil {
+				s.tenureEnded(o)
 				return
 			}
 			switch s.verdict(err) {
 			case stop:
-				s.finish()
+				s.tenureEnded(o)
 				return
 			case retryNow:
 				continue
 			}
-			if !s.pause(&attempt, err, "upstream stream not open") {
-				s.finish()
+			if !s.pause(o, &attempt, err, "upstream stream not open") {
+				s.tenureEnded(o)
 				return
 			}
 			continue
 		}
 		s.m.cfg.Observer.UpstreamConnected()
 		s.setStatus(Status{State: StateOnline})
-		go s.readUpstream(stream, attempt, time.Now())
+		go s.readUpstream(o, stream, attempt, time.Now())
 		return
 	}
 }
@@ -68,42 +81,64 @@ func (s *Session) connect(attempt int) {
 // readUpstream reads a connected stream into the log until it drops, then
 // decides: end, give the conversation up, or reconnect (on this goroutine,
 // which then ends).
-func (s *Session) readUpstream(stream *upstream.Stream, attempt int, opened time.Time) {
-	err := s.read(stream)
+func (s *Session) readUpstream(o *ownership, stream *upstream.Stream, attempt int, opened time.Time) {
+	err := s.read(o, stream)
 	_ = stream.Close()
 	s.m.cfg.Observer.UpstreamDisconnected()
-	if s.ctx.Err() != nil {
-		s.finish()
+	if o.ctx.Err() != nil {
+		s.tenureEnded(o)
 		return
 	}
 	if time.Since(opened) >= s.m.cfg.StableAfter {
 		attempt = 0
 	}
 	switch {
+	case errors.Is(err, ErrNotOwner):
+		// The journal refused what this replica read: the lease is
+		// somebody else's now.
+		s.m.cfg.Observer.Ownership(OwnershipFenced)
+		s.stepBack(o, "journal refused an append (fenced)")
+		s.tenureEnded(o)
+		return
 	case s.endSeen:
-		s.setStatus(Status{State: StateEnded, Reason: "the conversation ended"})
+		st := Status{State: StateEnded, Reason: "the conversation ended"}
+		s.setStatus(st)
+		s.announce(o, Message{Kind: KindEnded, Status: st})
 		s.m.markEnded(s.id)
 		s.endWith(ErrEnded, nil)
-		s.finish()
+		s.tenureEnded(o)
+		return
+	case upstream.IsCollision(err) && s.m.clustered && !s.stillOwner(o):
+		// Another replica holds the lease and the socket: never
+		// reconnect against it.
+		s.stepBack(o, "collision: another replica owns the conversation")
+		s.tenureEnded(o)
 		return
 	case upstream.IsCollision(err) && s.m.retire(s, false):
 		// Someone else holds the conversation's socket and nobody here
 		// is listening (nor about to): let them have it.
 		s.lg().Info().Msg("upstream stream taken over elsewhere (collision), session closed")
-		s.finish()
+		s.tenureEnded(o)
 		return
 	}
 	s.m.cfg.Observer.Reconnect(dropReason(err))
 	if errors.Is(err, upstream.ErrMessageTooLarge) {
 		// Reconnecting would replay the same oversized message forever:
 		// poll past it first.
-		s.pollPast(err)
+		s.pollPast(o, err)
 	}
-	if !s.pause(&attempt, err, "upstream stream dropped") {
-		s.finish()
+	if !s.pause(o, &attempt, err, "upstream stream dropped") {
+		s.tenureEnded(o)
 		return
 	}
-	s.connect(attempt)
+	s.connect(o, attempt)
+}
+
+// stillOwner asks whether tenure o still holds the lease, by renewing it.
+func (s *Session) stillOwner(o *ownership) bool {
+	ctx, cancel := context.WithTimeout(o.ctx, leaseCallTimeout)
+	defer cancel()
+	return s.m.shared.Leases.Renew(ctx, o.lease, s.m.cfg.LeaseTTL) == nil
 }
 
 // stop ends what the session scheduled besides run, and waits for it.
@@ -115,21 +150,32 @@ func (s *Session) stop() {
 	}
 	s.stopAccessLocked()
 	s.mu.Unlock()
+	s.own.Lock()
+	if s.leaseTimer != nil {
+		s.leaseTimer.Stop()
+	}
+	unfollow := s.unfollow
+	s.own.Unlock()
 	s.tasks.Close()
 	_ = s.tasks.Wait(context.Background()) // cannot fail: no deadline
+	if unfollow != nil {
+		unfollow()
+	}
 }
 
 // pollPast fetches by REST what an oversized stream message held, so the
 // next socket starts after it.
-func (s *Session) pollPast(cause error) {
+func (s *Session) pollPast(o *ownership, cause error) {
 	s.lastCredential = s.upstreamCredential()
-	set, err := s.m.up.Activities(s.ctx, s.lastCredential, s.id, s.log.Watermark())
+	set, err := s.m.up.Activities(o.ctx, s.lastCredential, s.id, s.log.Watermark())
 	if err != nil {
 		s.lg().Info().Err(err).Msg("polling past an oversized stream message failed; will retry")
 		return
 	}
 	s.lg().Warn().Err(cause).Int("activities", len(set.Activities)).Msg("stream message above the read limit; polled instead")
-	s.ingest(set)
+	if err := s.ingest(o, set); err != nil {
+		s.lg().Info().Err(err).Msg("what was polled past an oversized message could not be shared; will retry")
+	}
 }
 
 // dropReason names why an open stream ended, for metrics.
@@ -155,7 +201,7 @@ func dropReason(err error) ReconnectReason {
 // is open (spread, so sessions do not probe together), the exponential
 // jittered delay otherwise; then its turn at the process-wide reconnect
 // limit. It returns false when the session was stopped meanwhile.
-func (s *Session) pause(attempt *int, err error, what string) bool {
+func (s *Session) pause(o *ownership, attempt *int, err error, what string) bool {
 	state := StateReconnecting
 	var wait time.Duration
 	var ue *upstream.UnavailableError
@@ -168,7 +214,7 @@ func (s *Session) pause(attempt *int, err error, what string) bool {
 	}
 	s.lg().Info().Err(err).Dur("retry_in", wait).Msg(what)
 	s.setStatus(Status{State: state, Reason: reasonText(err), RetryIn: ms(wait)})
-	return s.sleep(wait) && s.awaitReconnectTurn()
+	return s.sleep(o.ctx, wait) && s.awaitReconnectTurn(o.ctx)
 }
 
 // What the loop does after an attempt to open the stream failed.
@@ -206,29 +252,35 @@ func (s *Session) verdict(err error) nextStep {
 		return retryNow
 	}
 	s.lg().Info().Int("status", apiErr.Status).Str("code", apiErr.Code).Str("detail", apiErr.Message).Msg("upstream refused the conversation, session ended")
+	if apiErr.Status == http.StatusNotFound {
+		// The conversation is gone for everybody; a refused credential
+		// is only this replica's.
+		s.announce(s.owning(), Message{Kind: KindEnded, Status: Status{State: StateEnded, Reason: reasonText(err)},
+			Terminal: errorEventFor(apiErr)})
+	}
 	s.endWith(apiErr, errorEventFor(apiErr))
 	return stop
 }
 
 // open returns a connected upstream stream that continues exactly where
 // the log stops.
-func (s *Session) open() (*upstream.Stream, error) {
+func (s *Session) open(o *ownership) (*upstream.Stream, error) {
 	if s.hasOffer {
 		s.hasOffer = false
 		s.markReady(nil) // Direct Line accepted the credential when it made the offer
 		if time.Since(s.offer.At) < s.m.cfg.StreamURLWindow-streamURLMargin {
-			stream, err := s.m.up.Dial(s.ctx, s.offer.StreamURL)
+			stream, err := s.m.up.Dial(o.ctx, s.offer.StreamURL)
 			if err == nil {
 				return stream, nil
 			}
 			s.lg().Info().Err(err).Msg("offered stream URL failed, reconnecting")
 		}
 	}
-	if err := s.ensureWatermark(); err != nil {
+	if err := s.ensureWatermark(o.ctx, o); err != nil {
 		return nil, err
 	}
 	s.lastCredential = s.upstreamCredential()
-	conv, err := s.m.up.Reconnect(s.ctx, s.lastCredential, s.id, s.log.Watermark())
+	conv, err := s.m.up.Reconnect(o.ctx, s.lastCredential, s.id, s.log.Watermark())
 	if err != nil {
 		return nil, err
 	}
@@ -236,28 +288,40 @@ func (s *Session) open() (*upstream.Stream, error) {
 	if conv.Token == s.lastCredential {
 		s.learnExpiry(conv.Token, conv.ExpiresIn)
 	}
-	return s.m.up.Dial(s.ctx, conv.StreamURL)
+	return s.m.up.Dial(o.ctx, conv.StreamURL)
 }
 
 // ensureWatermark makes sure a reconnect can ask for exactly what the log
 // lacks. Reconnecting without a watermark means "from now", so a session
 // that has none yet polls first: from the beginning when its log starts
-// there (everything is appended, duplicates dropped), or just for the
-// current watermark when the log starts now (nothing is appended).
-func (s *Session) ensureWatermark() error {
+// there (everything is appended, duplicates dropped, and an owner, tenure
+// o, shares it), or just for the current watermark when the log starts now
+// (nothing is appended).
+func (s *Session) ensureWatermark(ctx context.Context, o *ownership) error {
 	if s.log.Watermark() != "" {
 		return nil
 	}
 	s.lastCredential = s.upstreamCredential()
-	set, err := s.m.up.Activities(s.ctx, s.lastCredential, s.id, "")
+	set, err := s.m.up.Activities(ctx, s.lastCredential, s.id, "")
 	if err != nil {
 		return err
 	}
 	// Ready only once the log says where "now" is, so a subscriber that
 	// joins from now gets a cursor naming it.
 	defer s.markReady(nil)
+	if s.fromBeginning && o != nil {
+		return s.ingest(o, set)
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.log.Watermark() != "" {
+		return nil // the bus was faster
+	}
 	if s.fromBeginning {
-		s.ingest(set)
+		entries, wm, _ := s.entriesOf(set)
+		s.log.Append(entries, wm)
+		s.m.cfg.Observer.ActivitiesReceived(len(entries))
+		s.notify()
 		return nil
 	}
 	if set.Watermark == "" || ValidateWatermark(set.Watermark) != nil {
@@ -269,10 +333,12 @@ func (s *Session) ensureWatermark() error {
 	return nil
 }
 
-// read copies the stream into the log until it fails.
-func (s *Session) read(stream *upstream.Stream) error {
-	stop := context.AfterFunc(s.ctx, func() { _ = stream.Close() })
+// read copies the stream into the log until it fails, or the journal
+// refuses what it read.
+func (s *Session) read(o *ownership, stream *upstream.Stream) error {
+	stop := context.AfterFunc(o.ctx, func() { _ = stream.Close() })
 	defer stop()
+	s.tenure = o
 	for {
 		m, err := stream.ReadMessage()
 		if err != nil {
@@ -287,13 +353,15 @@ func (s *Session) read(stream *upstream.Stream) error {
 		// this one, which lives as long as the stream, small.
 		s.pending = m
 		go s.ingestPendingFn()
-		<-s.ingested
+		if err := <-s.ingested; err != nil {
+			return err
+		}
 	}
 }
 
 // ingestPending decodes and ingests the message read hands over, then
-// gives read the turn back. The two never run at once, so the session's
-// state stays owned by one goroutine at a time.
+// gives read the turn back, with the ingest's error. The two never run at
+// once, so the session's state stays owned by one goroutine at a time.
 func (s *Session) ingestPending() {
 	m := s.pending
 	s.pending = upstream.Message{}
@@ -303,10 +371,11 @@ func (s *Session) ingestPending() {
 	switch {
 	case errors.As(err, &fe):
 		s.lg().Warn().Msg("malformed upstream stream message skipped")
+		err = nil
 	case known:
-		s.ingest(set)
+		err = s.ingest(s.tenure, set)
 	}
-	s.ingested <- struct{}{}
+	s.ingested <- err
 }
 
 // backoff is the delay before reconnect attempt n: exponential with full
@@ -325,14 +394,14 @@ func (s *Session) backoff(n int, err error) time.Duration {
 	return d
 }
 
-// sleep waits d or until the session is stopped.
-func (s *Session) sleep(d time.Duration) bool {
+// sleep waits d or until ctx ends.
+func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
-	case <-s.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -84,9 +85,18 @@ func (s *senders) pruneLocked(now time.Time) {
 	}
 }
 
-// NoteSender records that a client posted to the conversation as id.
+// NoteSender records that a client posted to the conversation as id, here
+// and on the replicas that follow the conversation (its owner among them).
 func (m *Manager) NoteSender(conversationID, id string) {
-	if id != "" {
-		m.senders.note(conversationID, id, time.Now())
+	if id == "" {
+		return
+	}
+	m.senders.note(conversationID, id, time.Now())
+	if m.clustered {
+		ctx, cancel := context.WithTimeout(m.ctx, leaseCallTimeout)
+		defer cancel()
+		if err := m.shared.Bus.Publish(ctx, conversationID, m.cfg.Replica, Message{Kind: KindSender, Sender: id}); err != nil {
+			m.cfg.Logger.Warn().Err(err).Str("conversation_id", conversationID).Msg("could not tell the other replicas who posted")
+		}
 	}
 }

@@ -21,11 +21,12 @@ var ErrUnavailable = errors.New("session: upstream unavailable")
 // could attach; the Manager tries again with a new one.
 var errRetired = errors.New("session: retired")
 
-// Session is one conversation's upstream stream, log and subscribers.
+// Session is one conversation on this replica: its replay log and
+// subscribers, and, while it owns the conversation, its upstream stream.
 type Session struct {
 	id  string
 	m   *Manager
-	log Log
+	log *memLog
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -34,19 +35,35 @@ type Session struct {
 	// the turn handed back, and ingestPending bound once (a closure per
 	// message would allocate).
 	pending         upstream.Message
-	ingested        chan struct{}
+	ingested        chan error
 	ingestPendingFn func()
 
+	// Ownership (owner.go): the tenure, if any, and what seeks the next.
+	own        sync.Mutex
+	owner      *ownership
+	leaseTimer *time.Timer
+	unfollow   func() // stops following the bus (follow.go)
+	finished   bool   // finish was called, or is about to be
+
+	// applyMu orders writes to the log, which come from the owner's
+	// ingest, the bus and repairs; journalPos (under it) is the last
+	// journal record the log holds.
+	applyMu    sync.Mutex
+	journalPos Position
+	baselined  bool // the journal gave the log its starting point
+
 	// Owned by the run goroutine.
-	firstCredential string // the creator's: what readiness speaks for
-	lastCredential  string // what the last upstream call used
+	tenure          *ownership // of the stream being read
+	firstCredential string     // the creator's: what readiness speaks for
+	lastCredential  string     // what the last upstream call used
 	offer           Offer
 	hasOffer        bool
 	fromBeginning   bool // the log starts at the conversation's beginning
 	endSeen         bool // an endOfConversation activity arrived
 
-	ready    chan struct{} // closed once the credential was accepted, or refused
-	readyErr error
+	ready     chan struct{} // closed once the credential was accepted, or refused
+	readyErr  error
+	readyOnce sync.Once
 
 	tasks tasks.Group // short-lived goroutines (token refresh) the session waits for
 
@@ -88,7 +105,7 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		hasOffer:        hasOffer,
 		ready:           make(chan struct{}),
 		subs:            make(map[*Subscriber]struct{}),
-		ingested:        make(chan struct{}),
+		ingested:        make(chan error),
 	}
 	s.ingestPendingFn = s.ingestPending
 	// A session starts where Direct Line vouches for: a start answer's
@@ -109,22 +126,17 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 // ID is the conversation id.
 func (s *Session) ID() string { return s.id }
 
-// Log is the session's replay log.
-func (s *Session) Log() Log { return s.log }
-
 // markReady records the outcome of the first upstream call made with the
-// session's credential. Only the run goroutine calls it.
+// session's credential (or the first answer that gave the log its start).
+// The first call counts.
 func (s *Session) markReady(err error) {
-	select {
-	case <-s.ready:
-		return
-	default:
-	}
-	s.readyErr = err
-	if err == nil {
-		s.m.markVerified(s.id, s.firstCredential)
-	}
-	close(s.ready)
+	s.readyOnce.Do(func() {
+		s.readyErr = err
+		if err == nil {
+			s.m.markVerified(s.id, s.firstCredential)
+		}
+		close(s.ready)
+	})
 }
 
 // subscribe waits for the session to be usable, verifies the credential

@@ -77,10 +77,18 @@ type Journal interface {
 	// Read returns up to n records after pos, oldest first. ErrGap when
 	// pos is no longer in the journal.
 	Read(ctx context.Context, conversationID string, after Position, n int) ([]Record, error)
-	// Tail returns up to n of the newest records, oldest first, and the
-	// conversation's watermark after them ("" for a journal that holds
-	// nothing).
-	Tail(ctx context.Context, conversationID string, n int) ([]Record, string, error)
+	// Tail returns up to n of the newest records, oldest first, with the
+	// conversation's watermark after them and its owner's last status.
+	Tail(ctx context.Context, conversationID string, n int) (Snapshot, error)
+}
+
+// Snapshot is what a journal holds of a conversation now.
+type Snapshot struct {
+	Records   []Record
+	Watermark string // "" for a journal that holds nothing
+	// Status is the last the owner published (KindStatus, KindEnded);
+	// zero when none was.
+	Status Status
 }
 
 // Kind says what a Message is about.
@@ -113,6 +121,7 @@ const (
 type Message struct {
 	Kind      Kind
 	Records   []Record  // KindAppended
+	Pos       Position  // KindAppended: the journal's position after the append
 	Watermark string    // KindAppended
 	Entry     Entry     // KindEphemeral
 	Status    Status    // KindStatus, KindEnded
@@ -129,7 +138,7 @@ type Bus interface {
 	Publish(ctx context.Context, conversationID, from string, m Message) error
 	// PublishOwned is Publish for what an owner says about its socket
 	// (status, typing, the end): refused (ErrNotOwner) when l no longer
-	// holds the conversation.
+	// holds the conversation. A status is also kept for Tail.
 	PublishOwned(ctx context.Context, l Lease, m Message) error
 	// Follow calls fn with every message published about the
 	// conversation from now on by replicas other than replica, in

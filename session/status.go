@@ -1,7 +1,9 @@
 package session
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/dlsse/dlsse/sse"
@@ -36,13 +38,39 @@ type Status struct {
 	RetryIn int64 `json:"retryIn,omitempty"`
 }
 
-// setStatus publishes a new status to every subscriber.
+// setStatus gives every subscriber the owner's new status, here and on the
+// other replicas.
 func (s *Session) setStatus(st Status) {
+	if s.setLocalStatus(st) {
+		s.announce(s.owning(), Message{Kind: KindStatus, Status: st})
+	}
+}
+
+// setLocalStatus gives this replica's subscribers a new status (the
+// owner's, or its own view when it cannot follow one), and reports whether
+// it changed.
+func (s *Session) setLocalStatus(st Status) bool {
 	s.mu.Lock()
 	changed := s.setStatusLocked(st)
 	s.mu.Unlock()
 	if changed {
 		s.notify()
+	}
+	return changed
+}
+
+// announce tells the other replicas what the owner of tenure o says about
+// its socket. Best effort: a status or a typing that does not arrive is
+// overtaken by the next; an owner that lost its lease finds out on its next
+// append or renewal.
+func (s *Session) announce(o *ownership, m Message) {
+	if !s.m.clustered || o == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(o.ctx, leaseCallTimeout)
+	defer cancel()
+	if err := s.m.shared.Bus.PublishOwned(ctx, o.lease, m); err != nil && !errors.Is(err, context.Canceled) {
+		s.lg().Debug().Err(err).Msg("could not tell the other replicas")
 	}
 }
 

@@ -39,7 +39,7 @@ var errVerifyBusy = errors.New("session: too many credentials to verify right no
 // nobody vouched for are rate-limited. It also keeps what Direct Line told
 // of token lifetimes, so streams end when their token does.
 type verifier struct {
-	up    *upstream.Client
+	up    DirectLine
 	ttl   time.Duration
 	limit *callLimit
 	ctx   context.Context // the Manager's: a question outlives the stream that asked it
@@ -63,7 +63,7 @@ type verification struct {
 	err  error
 }
 
-func newVerifier(ctx context.Context, up *upstream.Client, cfg *Config) *verifier {
+func newVerifier(ctx context.Context, up DirectLine, cfg *Config) *verifier {
 	return &verifier{
 		up:       up,
 		ttl:      cfg.VerifyTTL,

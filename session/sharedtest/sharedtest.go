@@ -160,9 +160,9 @@ func testStaleOwnerIsFenced(t *testing.T, f Factory) {
 			t.Fatalf("got %+v, want the append of entry %d", m, want)
 		}
 	}
-	recs, _, err := sh.Journal.Tail(ctx(t), id, 10)
-	if err != nil || len(recs) != 2 {
-		t.Fatalf("journal %v, %v: want the two appends of owners", recs, err)
+	snap, err := sh.Journal.Tail(ctx(t), id, 10)
+	if err != nil || len(snap.Records) != 2 {
+		t.Fatalf("journal %v, %v: want the two appends of owners", snap.Records, err)
 	}
 }
 
@@ -170,8 +170,9 @@ func testJournalKeepsOrderAndContent(t *testing.T, f Factory) {
 	sh := f(t, 100)
 	id := conv(t)
 	l := acquire(t, sh, id, "a", ttl)
-	if recs, wm, err := sh.Journal.Tail(ctx(t), id, 10); err != nil || len(recs) != 0 || wm != "" {
-		t.Fatalf("empty journal: %v %q %v", recs, wm, err)
+	got := follow(t, sh, id, "b")
+	if snap, err := sh.Journal.Tail(ctx(t), id, 10); err != nil || len(snap.Records) != 0 || snap.Watermark != "" || snap.Status.State != "" {
+		t.Fatalf("empty journal: %+v %v", snap, err)
 	}
 	first, err := sh.Journal.Append(ctx(t), l, entries(1, 3), "3")
 	if err != nil {
@@ -180,27 +181,33 @@ func testJournalKeepsOrderAndContent(t *testing.T, f Factory) {
 	if first.Offset != 3 || first.Epoch == "" {
 		t.Fatalf("position %+v after 3 entries", first)
 	}
+	got.next(t)
 	// A set without a watermark keeps the previous one; an empty one
 	// moves only the watermark.
 	if _, err := sh.Journal.Append(ctx(t), l, entries(4, 2), ""); err != nil {
 		t.Fatal(err)
 	}
+	got.next(t)
 	last, err := sh.Journal.Append(ctx(t), l, nil, "7")
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m := got.next(t); m.Kind != session.KindAppended || len(m.Records) != 0 || m.Pos != last || m.Watermark != "7" {
+		t.Fatalf("an append of nothing announced %+v, want its position %v and watermark", m, last)
+	}
 	if last.Epoch != first.Epoch || last.Offset != 5 {
 		t.Fatalf("position %+v after 5 entries (first %+v)", last, first)
 	}
-	recs, wm, err := sh.Journal.Tail(ctx(t), id, 10)
+	snap, err := sh.Journal.Tail(ctx(t), id, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wm != "7" {
-		t.Errorf("watermark %q, want 7", wm)
+	if snap.Watermark != "7" {
+		t.Errorf("watermark %q, want 7", snap.Watermark)
 	}
 	want := append(entries(1, 3), entries(4, 2)...)
-	checkRecords(t, "tail", recs, want, 1)
+	checkRecords(t, "tail", snap.Records, want, 1)
+	recs := snap.Records
 	recs, err = sh.Journal.Read(ctx(t), id, session.Position{Epoch: first.Epoch, Offset: 1}, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -209,8 +216,18 @@ func testJournalKeepsOrderAndContent(t *testing.T, f Factory) {
 	if recs, err := sh.Journal.Read(ctx(t), id, last, 10); err != nil || len(recs) != 0 {
 		t.Errorf("read after the end: %v %v", recs, err)
 	}
-	recs, _, _ = sh.Journal.Tail(ctx(t), id, 2)
-	checkRecords(t, "tail of 2", recs, want[3:], 4)
+	snap, _ = sh.Journal.Tail(ctx(t), id, 2)
+	checkRecords(t, "tail of 2", snap.Records, want[3:], 4)
+	// The owner's last status is kept.
+	st := session.Status{State: session.StateOnline, Reason: "x", RetryIn: 3}
+	for _, s := range []session.Status{{State: session.StateConnecting}, st} {
+		if err := sh.Bus.PublishOwned(ctx(t), l, session.Message{Kind: session.KindStatus, Status: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if snap, _ := sh.Journal.Tail(ctx(t), id, 0); snap.Status != st {
+		t.Errorf("status %+v, want the last published %+v", snap.Status, st)
+	}
 }
 
 func testJournalGaps(t *testing.T, f Factory) {
@@ -232,8 +249,8 @@ func testJournalGaps(t *testing.T, f Factory) {
 		t.Fatalf("read from the oldest kept: %v", err)
 	}
 	checkRecords(t, "kept", recs, entries(7, 4), 7)
-	if recs, _, _ := sh.Journal.Tail(ctx(t), id, 100); len(recs) != 4 {
-		t.Errorf("kept %d records, want 4", len(recs))
+	if snap, _ := sh.Journal.Tail(ctx(t), id, 100); len(snap.Records) != 4 {
+		t.Errorf("kept %d records, want 4", len(snap.Records))
 	}
 }
 
@@ -256,8 +273,9 @@ func testAppendIsAnnounced(t *testing.T, f Factory) {
 	var recs []session.Record
 	for range 20 {
 		m := got.next(t)
-		if m.Kind != session.KindAppended || len(m.Records) != 1 || m.Watermark != fmt.Sprint(m.Records[0].Pos.Offset) {
-			t.Fatalf("got %+v, want one appended record with its watermark", m)
+		if m.Kind != session.KindAppended || len(m.Records) != 1 || m.Watermark != fmt.Sprint(m.Records[0].Pos.Offset) ||
+			m.Pos != m.Records[0].Pos {
+			t.Fatalf("got %+v, want one appended record with its watermark and position", m)
 		}
 		recs = append(recs, m.Records...)
 	}
