@@ -163,6 +163,11 @@ func (r *Redis) channel(conversationID string) string {
 	return r.cfg.Prefix + ":{" + conversationID + "}"
 }
 
+// Operations names every call Observe is told of, for metrics.
+func Operations() []string {
+	return []string{"acquire", "renew", "release", "append", "read", "tail", "publish", "publish_owned"}
+}
+
 // run executes a script and reports it to Observe.
 func (r *Redis) run(ctx context.Context, op string, s *rueidis.Lua, keys, args []string) rueidis.RedisResult {
 	start := time.Now()

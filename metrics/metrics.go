@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/dlsse/dlsse/cluster"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -115,6 +116,10 @@ func New() *Metrics {
 	m.tokenRefreshes.WithLabelValues("error")
 	for _, e := range session.OwnershipEvents() {
 		m.ownership.WithLabelValues(string(e))
+	}
+	for _, op := range cluster.Operations() {
+		m.redisErrors.WithLabelValues(op)
+		m.redisCalls.WithLabelValues(op)
 	}
 	return m
 }
