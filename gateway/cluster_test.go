@@ -2,12 +2,15 @@ package gateway_test
 
 import (
 	"fmt"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/dlsse/dlsse/cluster"
+	"github.com/dlsse/dlsse/gateway"
 	"github.com/dlsse/dlsse/internal/redistest"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse/ssetest"
@@ -168,4 +171,31 @@ func streamPathOf(u string) string {
 		}
 	}
 	return u
+}
+
+// /readyz says when what the replicas share is unreachable: not ready,
+// unless told to ignore it.
+func TestReadyzReportsTheSharedStore(t *testing.T) {
+	t.Parallel()
+	var healthy atomic.Bool
+	sh := session.NewMemoryShared(0)
+	sh.Healthy = healthy.Load
+	for _, ignore := range []bool{false, true} {
+		h := newHarness(t, harnessOptions{
+			session: session.Config{Shared: sh},
+			gateway: gateway.Config{ReadyIgnoresShared: ignore},
+		})
+		healthy.Store(true)
+		if status := h.readyz(); status != http.StatusOK {
+			t.Errorf("ignore=%v, healthy: /readyz %d", ignore, status)
+		}
+		healthy.Store(false)
+		want := http.StatusServiceUnavailable
+		if ignore {
+			want = http.StatusOK
+		}
+		if status := h.readyz(); status != want {
+			t.Errorf("ignore=%v, unreachable: /readyz %d, want %d", ignore, status, want)
+		}
+	}
 }

@@ -74,6 +74,10 @@ type Config struct {
 	// breaker is open. By default an open breaker makes the instance
 	// not ready.
 	ReadyIgnoresUpstream bool
+	// ReadyIgnoresShared keeps /readyz at 200 while what the replicas
+	// share (Redis) cannot be reached. By default such a replica is not
+	// ready: it can serve no conversation another replica owns.
+	ReadyIgnoresShared bool
 	// Limits; see limits.go for the defaults.
 	MaxActivityChars          int   // a posted activity's size, in characters
 	MaxUploadBytes            int64 // an upload's size, streamed

@@ -14,14 +14,21 @@ func (g *Gateway) healthz(c *fiber.Ctx) error {
 }
 
 // readyz says whether this instance should get new traffic: not while it
-// shuts down, and not while the circuit breaker to Direct Line is open
-// (unless configured otherwise), since it could serve nothing new.
+// shuts down, not while the circuit breaker to Direct Line is open, and in
+// cluster mode not while Redis is unreachable (unless configured
+// otherwise), since it could serve nothing new.
 func (g *Gateway) readyz(c *fiber.Ctx) error {
 	if g.stopping.Load() {
 		return c.Status(http.StatusServiceUnavailable).SendString("shutting down")
 	}
 	if !g.cfg.ReadyIgnoresUpstream && g.up.BreakerState() == gobreaker.StateOpen {
 		return c.Status(http.StatusServiceUnavailable).SendString("Direct Line unavailable (circuit open)")
+	}
+	if !g.sessions.Healthy() {
+		if !g.cfg.ReadyIgnoresShared {
+			return c.Status(http.StatusServiceUnavailable).SendString("Redis unreachable")
+		}
+		return c.SendString("ready (Redis unreachable)")
 	}
 	return c.SendString("ready")
 }

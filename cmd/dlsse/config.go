@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/dlsse/dlsse/cluster"
 	"github.com/dlsse/dlsse/gateway"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/upstream"
@@ -41,6 +43,11 @@ type Config struct {
 	Reverify    time.Duration `koanf:"reverify_interval"`
 
 	MetricsListen string `koanf:"metrics_listen"`
+
+	RedisURL          string        `koanf:"redis_url"`
+	RedisPrefix       string        `koanf:"redis_prefix"`
+	LeaseTTL          time.Duration `koanf:"lease_ttl"`
+	ReadyIgnoresRedis bool          `koanf:"ready_ignores_redis"`
 
 	GCPercent int `koanf:"gc_percent"`
 
@@ -105,6 +112,8 @@ func defaults() Config {
 		VerifyRate:                session.DefaultVerifyRate,
 		VerifyBurst:               session.DefaultVerifyBurst,
 		Reverify:                  session.DefaultReverify,
+		RedisPrefix:               cluster.DefaultPrefix,
+		LeaseTTL:                  session.DefaultLeaseTTL,
 		GCPercent:                 defaultGCPercent,
 		UpstreamTimeout:           upstream.DefaultRequestTimeout,
 		UpstreamKeepalive:         upstream.DefaultKeepalive,
@@ -168,6 +177,15 @@ func (c Config) check() (key, problem string) {
 	}
 	if c.Reverify <= 0 {
 		return "reverify_interval", fmt.Sprintf("must be positive, not %s", formatDuration(c.Reverify))
+	}
+	if c.LeaseTTL < 3*time.Second {
+		return "lease_ttl", fmt.Sprintf("must be at least 3s, not %s", formatDuration(c.LeaseTTL))
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+		return "redis_url", "must start with redis:// or rediss:// (e.g. redis://:password@host:6379/0)"
+	}
+	if c.RedisPrefix == "" || strings.ContainsAny(c.RedisPrefix, "{} \t\n") {
+		return "redis_prefix", "must be a non-empty word without braces or spaces"
 	}
 	if c.GCPercent < 1 {
 		return "gc_percent", fmt.Sprintf("must be at least 1, not %d", c.GCPercent)

@@ -70,6 +70,8 @@ func TestConfigDefaults(t *testing.T) {
 		VerifyRate:        500,
 		VerifyBurst:       100,
 		Reverify:          5 * time.Minute,
+		RedisPrefix:       "dlsse",
+		LeaseTTL:          15 * time.Second,
 		GCPercent:         50,
 		UpstreamTimeout:   20 * time.Second,
 		UpstreamKeepalive: 20 * time.Second,

@@ -43,6 +43,12 @@ var keyGroups = []struct {
 		{"verify_burst", "such questions allowed at once before verify_rate applies"},
 		{"reverify_interval", "how often a stream whose credential's lifetime Direct Line never told (a secret, a token dlsse saw no answer about) is re-checked; it ends once Direct Line refuses it"},
 	}},
+	{"Several replicas (cluster mode)", []keyDoc{
+		{"redis_url", "Redis shared by the replicas: redis://[:password@]host:port/db, or rediss:// for TLS; empty: a single process, no Redis"},
+		{"redis_prefix", "prefix of every Redis key and channel, so several deployments can share one Redis"},
+		{"lease_ttl", "how long a replica owns a conversation's Direct Line socket without renewing its lease (renewed every third of it; another replica takes over within it when the owner dies)"},
+		{"ready_ignores_redis", "keep /readyz at 200 while Redis is unreachable (default: not ready)"},
+	}},
 	{"Direct Line", []keyDoc{
 		{"upstream_timeout", "timeout of a REST call dlsse makes to Direct Line for itself"},
 		{"upstream_keepalive", "how often an upstream socket sends a keepalive"},

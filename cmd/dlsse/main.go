@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/dlsse/dlsse/cluster"
 	"github.com/dlsse/dlsse/gateway"
 	"github.com/dlsse/dlsse/metrics"
 	"github.com/dlsse/dlsse/session"
@@ -136,6 +137,24 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
+	replica := replicaName()
+	var shared session.Shared
+	if cfg.RedisURL != "" {
+		r, err := cluster.New(cluster.Config{
+			URL:     cfg.RedisURL,
+			Prefix:  cfg.RedisPrefix,
+			Keep:    cfg.ReplayBuffer,
+			Logger:  lg,
+			Observe: m.RedisCall,
+		})
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		shared = r.Shared()
+		lg.Info().Str("replica", replica).Str("redis", redisAddress(cfg.RedisURL)).Str("prefix", cfg.RedisPrefix).
+			Msg("cluster mode: conversations shared with the other replicas through Redis")
+	}
 	sessions := session.NewManager(up, session.Config{
 		ReplayBuffer: cfg.ReplayBuffer,
 		IdleGrace:    cfg.IdleGrace,
@@ -151,6 +170,9 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		MaxBatch:       cfg.MaxBatch,
 		Logger:         lg,
 		Observer:       m,
+		Shared:         shared,
+		Replica:        replica,
+		LeaseTTL:       cfg.LeaseTTL,
 	})
 	// /metrics on its own address when asked: the usual practice, which
 	// keeps it off whatever the public listener is exposed to.
@@ -174,6 +196,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		Metrics:         metricsOnMain,
 
 		ReadyIgnoresUpstream: cfg.ReadyIgnoresUpstream,
+		ReadyIgnoresShared:   cfg.ReadyIgnoresRedis,
 		DrainDelay:           cfg.ShutdownDrain,
 		DemoPages:            cfg.DemoPages,
 		WebChatBundle:        cfg.WebChatBundle,

@@ -286,6 +286,8 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"missing config file", []string{"-config", "/nonexistent/dlsse.yaml"}, nil, "config: /nonexistent/dlsse.yaml: no such file or directory"},
 		{"bad upstream URL", []string{"-upstream-url", "ftp://x", "-listen", "127.0.0.1:0"}, nil, "base URL"},
 		{"address in use", []string{"-listen", busy.Addr().String()}, nil, "address already in use"},
+		{"redis URL without its scheme", []string{"-redis-url", "localhost:6379"}, nil, "flag -redis-url: must start with redis:// or rediss://"},
+		{"lease too short", nil, map[string]string{"DLSSE_LEASE_TTL": "1s"}, "DLSSE_LEASE_TTL: must be at least 3s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
