@@ -41,6 +41,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dlsse/dlsse/internal/proc"
 )
 
 func main() {
@@ -168,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b.dlsseBin, b.fakeBin = opt.dlsse, opt.fake
 	if b.dlsseBin == "" || b.fakeBin == "" {
 		logf("building dlsse and directline-fake")
-		dl, fk, err := buildBinaries(ctx, b.dir, opt.race)
+		dl, fk, err := proc.Build(ctx, b.dir, opt.race)
 		if err != nil {
 			return err
 		}
@@ -233,7 +235,7 @@ func (b *bench) start(ctx context.Context, name string, withDlsse bool, streamsP
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	fake, err := startFake(ctx, b.fakeBin, logDir)
+	fake, err := proc.StartFake(ctx, b.fakeBin, logDir)
 	if err != nil {
 		return nil, err
 	}
@@ -252,10 +254,10 @@ func (b *bench) start(ctx context.Context, name string, withDlsse bool, streamsP
 func (e *env) stop() error {
 	var err error
 	if e.dlsse != nil {
-		err = e.dlsse.stop(20 * time.Second)
+		err = e.dlsse.Stop(20 * time.Second)
 	}
 	e.ctl.close()
-	return errors.Join(err, e.fake.stop(10*time.Second))
+	return errors.Join(err, e.fake.Stop(10*time.Second))
 }
 
 // dlssePID is "" when dlsse does not run (the baseline).
@@ -263,7 +265,7 @@ func (e *env) dlssePID() string {
 	if e.dlsse == nil {
 		return ""
 	}
-	return e.dlsse.pid()
+	return e.dlsse.PID()
 }
 
 // sizeFor caps a number of single-subscriber sessions to what the file

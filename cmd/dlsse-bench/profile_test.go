@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dlsse/dlsse/gateway"
+	"github.com/dlsse/dlsse/internal/proc"
 	"github.com/dlsse/dlsse/metrics"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/upstream"
@@ -45,15 +46,15 @@ func TestProfileSessions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	raiseFileLimit()
-	_, fakeBin, err := buildBinaries(ctx, t.TempDir(), false)
+	_, fakeBin, err := proc.Build(ctx, t.TempDir(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake, err := startFake(ctx, fakeBin, t.TempDir())
+	fake, err := proc.StartFake(ctx, fakeBin, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fake.stop(5 * time.Second)
+	defer fake.Stop(5 * time.Second)
 
 	m := metrics.New()
 	up, err := upstream.New(upstream.Config{BaseURL: fake.URL, Hooks: m.UpstreamHooks()})

@@ -49,7 +49,7 @@ func (b *bench) baseline(ctx context.Context) (*baselineReport, error) {
 	r.ConnectS = took.Seconds()
 
 	b.logf("trickle: %d rounds, one message per conversation every %v", r.Rounds, b.opt.interval)
-	cpu := newCPUMeter("", e.fake.pid())
+	cpu := newCPUMeter("", e.fake.PID())
 	st, err := e.ctl.runLoad(ctx, loadRequest{Interval: b.opt.interval.String(), Rounds: r.Rounds, Prefix: "widget "})
 	if err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 
 	b.logf("burst: %s messages to %s subscribers", count(int64(n)), count(int64(s)))
 	stopPerf := b.profileCPU("fanout", e.dlssePID())
-	cpu := newCPUMeter(e.dlssePID(), e.fake.pid())
+	cpu := newCPUMeter(e.dlssePID(), e.fake.PID())
 	_, err = e.ctl.runLoad(ctx, loadRequest{Conversations: []string{convs[0].ConversationID}, Rounds: n, Prefix: "burst "})
 	var waitErr error
 	if err == nil {

@@ -100,7 +100,7 @@ func (b *bench) storm(ctx context.Context) (*stormReport, error) {
 	peak := startPeakSampler(e.dlssePID(), 100*time.Millisecond)
 	stopPerf := b.profileCPU("storm", e.dlssePID())
 	defer stopPerf()
-	cpu := newCPUMeter(e.dlssePID(), e.fake.pid())
+	cpu := newCPUMeter(e.dlssePID(), e.fake.PID())
 	dropAt := time.Now()
 	r.Dropped, err = e.ctl.dropAll(ctx)
 	if err != nil {

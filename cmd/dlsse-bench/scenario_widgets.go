@@ -84,7 +84,7 @@ func (b *bench) widgets(ctx context.Context) (*widgetsReport, error) {
 	}
 	r.PerSessionRuntime = rtConn.sub(rtIdle).div(float64(c))
 
-	cpu := newCPUMeter(e.dlssePID(), e.fake.pid())
+	cpu := newCPUMeter(e.dlssePID(), e.fake.PID())
 	if err := settle(ctx, b.opt.idle); err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (b *bench) widgets(ctx context.Context) (*widgetsReport, error) {
 	b.logf("trickle: %d rounds, one message per conversation every %v", r.Rounds, b.opt.interval)
 	peak := startPeakSampler(e.dlssePID(), time.Second)
 	stopPerf := b.profileCPU("widgets", e.dlssePID())
-	cpu = newCPUMeter(e.dlssePID(), e.fake.pid())
+	cpu = newCPUMeter(e.dlssePID(), e.fake.PID())
 	rt0, _, err := e.runtime(ctx)
 	if err != nil {
 		peak.stop()

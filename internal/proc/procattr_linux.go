@@ -1,8 +1,8 @@
-package main
+package proc
 
 import "syscall"
 
-// childProcAttr: a bench killed before it could clean up takes its
+// childProcAttr: a parent killed before it could clean up takes its
 // children along.
 func childProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
