@@ -176,162 +176,174 @@ func numbered(prefix string, from, to int) []string {
 
 func TestThousandMessagesAcrossFiveDropsExactlyOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
-	ctx := testContext(t, 60*time.Second)
-	conv := h.start()
-	s := h.open(ctx, conv.StreamURL, nil)
-	msgs := numbered("m", 0, 1000)
+	replayVariants(t, func(t *testing.T, fake []directlinetest.Option) {
+		h := newHarness(t, harnessOptions{fake: fake})
+		ctx := testContext(t, 60*time.Second)
+		conv := h.start()
+		s := h.open(ctx, conv.StreamURL, nil)
+		msgs := numbered("m", 0, 1000)
 
-	waitOnline(ctx, t, s)
-	sent := make(chan error, 1)
-	go func() {
-		sent <- func() error {
-			for i := 0; i < len(msgs); i += 10 {
-				batch := msgs[i : i+10]
-				var err error
-				if i%30 == 0 {
-					err = h.fake.PushSet(conv.ConversationID, batch...) // a multi-activity set
-				} else {
-					err = h.fake.Push(conv.ConversationID, batch...)
-				}
-				if err != nil {
-					return err
-				}
-				if i%200 == 100 { // five drops, each with activities in flight
-					drops := h.fake.Stats().SocketsOpened
-					h.fake.DropSockets(conv.ConversationID)
-					// Drop again only once the session is back.
-					if err := h.fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpened > drops }); err != nil {
+		waitOnline(ctx, t, s)
+		sent := make(chan error, 1)
+		go func() {
+			sent <- func() error {
+				for i := 0; i < len(msgs); i += 10 {
+					batch := msgs[i : i+10]
+					var err error
+					if i%30 == 0 {
+						err = h.fake.PushSet(conv.ConversationID, batch...) // a multi-activity set
+					} else {
+						err = h.fake.Push(conv.ConversationID, batch...)
+					}
+					if err != nil {
 						return err
 					}
+					if i%200 == 100 { // five drops, each with activities in flight
+						drops := h.fake.Stats().SocketsOpened
+						h.fake.DropSockets(conv.ConversationID)
+						// Drop again only once the session is back.
+						if err := h.fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpened > drops }); err != nil {
+							return err
+						}
+					}
 				}
-			}
-			return nil
+				return nil
+			}()
 		}()
-	}()
-	start := time.Now()
-	expectTexts(ctx, t, s, msgs)
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
-	h.fake.Push(conv.ConversationID, "tail")
-	expectTexts(ctx, t, s, []string{"tail"}) // and nothing repeated before it
-	st := h.fake.Stats()
-	t.Logf("1000 activities across 5 drops in %v; upstream sockets opened %d, reconnect calls %d",
-		time.Since(start).Round(time.Millisecond), st.SocketsOpened, st.ReconnectCalls)
-	if st.SocketsOpened < 6 {
-		t.Errorf("sockets opened = %d, want the drops to have forced reconnects", st.SocketsOpened)
-	}
+		start := time.Now()
+		expectTexts(ctx, t, s, msgs)
+		if err := <-sent; err != nil {
+			t.Fatal(err)
+		}
+		h.fake.Push(conv.ConversationID, "tail")
+		expectTexts(ctx, t, s, []string{"tail"}) // and nothing repeated before it
+		st := h.fake.Stats()
+		t.Logf("1000 activities across 5 drops in %v; upstream sockets opened %d, reconnect calls %d",
+			time.Since(start).Round(time.Millisecond), st.SocketsOpened, st.ReconnectCalls)
+		if st.SocketsOpened < 6 {
+			t.Errorf("sockets opened = %d, want the drops to have forced reconnects", st.SocketsOpened)
+		}
+	})
 }
 
 func TestResumeInsideMultiActivitySetExactlyOnce(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
-	ctx := testContext(t, 10*time.Second)
-	conv := h.start()
-	s := h.open(ctx, conv.StreamURL, nil)
-	set := []string{"a", "b", "c", "d", "e"}
-	if err := h.fake.PushSet(conv.ConversationID, set...); err != nil {
-		t.Fatal(err)
-	}
-	evs := expectTexts(ctx, t, s, set[:2])
-	s.Close()
+	replayVariants(t, func(t *testing.T, fake []directlinetest.Option) {
+		h := newHarness(t, harnessOptions{fake: fake})
+		ctx := testContext(t, 10*time.Second)
+		conv := h.start()
+		s := h.open(ctx, conv.StreamURL, nil)
+		set := []string{"a", "b", "c", "d", "e"}
+		if err := h.fake.PushSet(conv.ConversationID, set...); err != nil {
+			t.Fatal(err)
+		}
+		evs := expectTexts(ctx, t, s, set[:2])
+		s.Close()
 
-	resumed := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {evs[1].ID}})
-	expectTexts(ctx, t, resumed, set[2:])
-	h.fake.Push(conv.ConversationID, "f")
-	expectTexts(ctx, t, resumed, []string{"f"})
+		resumed := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {evs[1].ID}})
+		expectTexts(ctx, t, resumed, set[2:])
+		h.fake.Push(conv.ConversationID, "f")
+		expectTexts(ctx, t, resumed, []string{"f"})
 
-	// The query parameter does the same (a new EventSource cannot send
-	// the header).
-	again := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token)+"&lastEventId="+evs[0].ID, nil)
-	expectTexts(ctx, t, again, []string{"b", "c", "d", "e", "f"})
+		// The query parameter does the same (a new EventSource cannot send
+		// the header).
+		again := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token)+"&lastEventId="+evs[0].ID, nil)
+		expectTexts(ctx, t, again, []string{"b", "c", "d", "e", "f"})
+	})
 }
 
 func TestResumeAgainstRestartedGatewayExactlyOnce(t *testing.T) {
 	t.Parallel()
-	fake := directlinetest.NewServer()
-	t.Cleanup(fake.Close)
-	first := newHarnessWithFake(t, fake, harnessOptions{})
-	ctx := testContext(t, 20*time.Second)
-	conv := first.start()
-	s := first.open(ctx, conv.StreamURL, nil)
-	fake.PushSet(conv.ConversationID, "a", "b", "c", "d")
-	evs := expectTexts(ctx, t, s, []string{"a", "b"})
-	first.stop()
-	if _, err := s.Next(ctx); !errors.Is(err, ssetest.ErrEOF) {
-		for err == nil {
-			_, err = s.Next(ctx)
+	replayVariants(t, func(t *testing.T, quirk []directlinetest.Option) {
+		fake := directlinetest.NewServer(quirk...)
+		t.Cleanup(fake.Close)
+		first := newHarnessWithFake(t, fake, harnessOptions{})
+		ctx := testContext(t, 20*time.Second)
+		conv := first.start()
+		s := first.open(ctx, conv.StreamURL, nil)
+		fake.PushSet(conv.ConversationID, "a", "b", "c", "d")
+		evs := expectTexts(ctx, t, s, []string{"a", "b"})
+		first.stop()
+		if _, err := s.Next(ctx); !errors.Is(err, ssetest.ErrEOF) {
+			for err == nil {
+				_, err = s.Next(ctx)
+			}
 		}
-	}
-	// The opening hint is 3s too: only a second hint, written at
-	// shutdown, is the shutdown's.
-	if hints := s.Retries(); len(hints) != 2 || hints[1] < 3*time.Second {
-		t.Errorf("retry hints %v: want the opening one, then the jittered shutdown hint (>= the 3s base)", hints)
-	}
-	fake.Push(conv.ConversationID, "while down")
+		// The opening hint is 3s too: only a second hint, written at
+		// shutdown, is the shutdown's.
+		if hints := s.Retries(); len(hints) != 2 || hints[1] < 3*time.Second {
+			t.Errorf("retry hints %v: want the opening one, then the jittered shutdown hint (>= the 3s base)", hints)
+		}
+		fake.Push(conv.ConversationID, "while down")
 
-	second := newHarnessWithFake(t, fake, harnessOptions{})
-	resumed := second.open(ctx, second.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {evs[1].ID}})
-	expectTexts(ctx, t, resumed, []string{"c", "d", "while down"})
-	fake.Push(conv.ConversationID, "after")
-	expectTexts(ctx, t, resumed, []string{"after"})
+		second := newHarnessWithFake(t, fake, harnessOptions{})
+		resumed := second.open(ctx, second.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {evs[1].ID}})
+		expectTexts(ctx, t, resumed, []string{"c", "d", "while down"})
+		fake.Push(conv.ConversationID, "after")
+		expectTexts(ctx, t, resumed, []string{"after"})
+	})
 }
 
 func TestCursorOlderThanReplayBufferIsServedCompletely(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{session: session.Config{ReplayBuffer: 8}})
-	ctx := testContext(t, 20*time.Second)
-	conv := h.start()
-	keeper := h.open(ctx, conv.StreamURL, nil) // keeps the session warm
-	reader := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), nil)
-	waitOnline(ctx, t, reader)
-	msgs := numbered("n", 0, 60)
-	fake := h.fake
-	fake.Push(conv.ConversationID, msgs[:3]...)
-	evs := expectTexts(ctx, t, reader, msgs[:3])
-	reader.Close()
-	fake.Push(conv.ConversationID, msgs[3:]...)
-	expectTexts(ctx, t, keeper, msgs) // the log has moved far past the cursor
+	replayVariants(t, func(t *testing.T, quirk []directlinetest.Option) {
+		h := newHarness(t, harnessOptions{fake: quirk, session: session.Config{ReplayBuffer: 8}})
+		ctx := testContext(t, 20*time.Second)
+		conv := h.start()
+		keeper := h.open(ctx, conv.StreamURL, nil) // keeps the session warm
+		reader := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), nil)
+		waitOnline(ctx, t, reader)
+		msgs := numbered("n", 0, 60)
+		fake := h.fake
+		fake.Push(conv.ConversationID, msgs[:3]...)
+		evs := expectTexts(ctx, t, reader, msgs[:3])
+		reader.Close()
+		fake.Push(conv.ConversationID, msgs[3:]...)
+		expectTexts(ctx, t, keeper, msgs) // the log has moved far past the cursor
 
-	resumed := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {evs[2].ID}})
-	expectTexts(ctx, t, resumed, msgs[3:])
-	fake.Push(conv.ConversationID, "live")
-	expectTexts(ctx, t, resumed, []string{"live"})
+		resumed := h.open(ctx, h.streamURL(conv.ConversationID, conv.Token), http.Header{"Last-Event-ID": {evs[2].ID}})
+		expectTexts(ctx, t, resumed, msgs[3:])
+		fake.Push(conv.ConversationID, "live")
+		expectTexts(ctx, t, resumed, []string{"live"})
+	})
 }
 
 func TestReadingSubscriberSurvivesBacklogLargerThanReplayBuffer(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{session: session.Config{ReplayBuffer: 16}})
-	ctx := testContext(t, 20*time.Second)
-	conv := h.start()
-	s := h.open(ctx, conv.StreamURL, nil)
-	waitOnline(ctx, t, s)
-	h.fake.Push(conv.ConversationID, "first")
-	expectTexts(ctx, t, s, []string{"first"})
-	msgs := numbered("b", 0, 500)
-	// One set of 500 arrives in one frame, far more than the log keeps.
-	if err := h.fake.PushSet(conv.ConversationID, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	expectTexts(ctx, t, s, msgs)
-	h.fake.Push(conv.ConversationID, "last")
-	expectTexts(ctx, t, s, []string{"last"})
+	replayVariants(t, func(t *testing.T, fake []directlinetest.Option) {
+		h := newHarness(t, harnessOptions{fake: fake, session: session.Config{ReplayBuffer: 16}})
+		ctx := testContext(t, 20*time.Second)
+		conv := h.start()
+		s := h.open(ctx, conv.StreamURL, nil)
+		waitOnline(ctx, t, s)
+		h.fake.Push(conv.ConversationID, "first")
+		expectTexts(ctx, t, s, []string{"first"})
+		msgs := numbered("b", 0, 500)
+		// One set of 500 arrives in one frame, far more than the log keeps.
+		if err := h.fake.PushSet(conv.ConversationID, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		expectTexts(ctx, t, s, msgs)
+		h.fake.Push(conv.ConversationID, "last")
+		expectTexts(ctx, t, s, []string{"last"})
+	})
 }
 
 func TestDropBeforeAnyWatermarkLosesNothing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOptions{})
-	ctx := testContext(t, 10*time.Second)
-	conv := h.start()
-	s := h.open(ctx, conv.StreamURL, nil)
-	waitOnline(ctx, t, s)
-	// Nothing has been said yet: the session has no watermark.
-	h.fake.DropSockets(conv.ConversationID)
-	h.fake.Push(conv.ConversationID, "said while down")
-	expectTexts(ctx, t, s, []string{"said while down"})
-	h.fake.Push(conv.ConversationID, "later")
-	expectTexts(ctx, t, s, []string{"later"})
+	replayVariants(t, func(t *testing.T, fake []directlinetest.Option) {
+		h := newHarness(t, harnessOptions{fake: fake})
+		ctx := testContext(t, 10*time.Second)
+		conv := h.start()
+		s := h.open(ctx, conv.StreamURL, nil)
+		waitOnline(ctx, t, s)
+		// Nothing has been said yet: the session has no watermark.
+		h.fake.DropSockets(conv.ConversationID)
+		h.fake.Push(conv.ConversationID, "said while down")
+		expectTexts(ctx, t, s, []string{"said while down"})
+		h.fake.Push(conv.ConversationID, "later")
+		expectTexts(ctx, t, s, []string{"later"})
+	})
 }
 
 func TestStatusEventsAcrossUpstreamDrop(t *testing.T) {
@@ -656,5 +668,21 @@ func TestResumeBeforeAnyActivityLosesNothing(t *testing.T) {
 			want = []string{"old", "while away"}
 		}
 		expectTexts(ctx, t, r, want)
+	}
+}
+
+// replayVariants runs a resume test twice: against a Direct Line that
+// replays exactly what is asked, and against one that replays more after a
+// reconnect (a known quirk of the real service), which deduplication by
+// activity id must absorb.
+func replayVariants(t *testing.T, test func(t *testing.T, fake []directlinetest.Option)) {
+	for _, v := range []struct {
+		name  string
+		extra int
+	}{{"exact", 0}, {"replays-more", 5}} {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, []directlinetest.Option{directlinetest.WithReplayExtra(v.extra)})
+		})
 	}
 }

@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keepalive := fs.Duration("keepalive", 10*time.Second, "interval of empty keepalive messages on sockets (0 disables)")
 	window := fs.Duration("stream-window", 60*time.Second, "how long a streamUrl can be dialled")
 	verbose := fs.Bool("v", false, "log every call to stderr (never tokens or the secret)")
+	greet := fs.String("greet", "", "the bot greets every conversation it starts with this text (default: no greeting)")
+	replayExtra := fs.Int("replay-extra", 0, "a reconnect's stream replays this many activities from before its watermark too (a Direct Line quirk)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		directlinetest.WithTokenTTL(*tokenTTL),
 		directlinetest.WithKeepalive(*keepalive),
 		directlinetest.WithStreamURLWindow(*window),
+		directlinetest.WithReplayExtra(*replayExtra),
+	}
+	if *greet != "" {
+		opts = append(opts, directlinetest.WithBot(directlinetest.GreeterBot{Greeting: *greet}))
 	}
 	if *verbose {
 		opts = append(opts, directlinetest.WithLogf(func(format string, a ...any) {

@@ -95,3 +95,15 @@ func (EchoBot) OnActivity(c *Conv, activity map[string]any) {
 		map[string]any{"type": "message", "from": botAccount(), "text": "echo: " + text, "replyToId": id},
 	)
 }
+
+// GreeterBot is the echo bot that greets each conversation when it starts,
+// as most real bots do.
+type GreeterBot struct {
+	EchoBot
+	Greeting string
+}
+
+// OnStart sends the greeting.
+func (b GreeterBot) OnStart(c *Conv) {
+	_ = c.Send(map[string]any{"type": "message", "from": botAccount(), "text": b.Greeting})
+}

@@ -24,6 +24,7 @@ type config struct {
 	tokenTTL        time.Duration
 	keepalive       time.Duration
 	bot             Bot
+	replayExtra     int
 	logf            func(format string, args ...any)
 	listener        net.Listener
 }
@@ -96,4 +97,12 @@ func WithLogf(logf func(format string, args ...any)) Option {
 // l's address, so l should be bound to a concrete IP, not a wildcard.
 func WithListener(l net.Listener) Option {
 	return func(c *config) { c.listener = l }
+}
+
+// WithReplayExtra makes a stream URL from a reconnect with a watermark
+// replay n activities from before the watermark too: a known quirk of the
+// real service (it has replayed more than asked), which clients must
+// absorb by deduplicating on activity ids.
+func WithReplayExtra(n int) Option {
+	return func(c *config) { c.replayExtra = n }
 }

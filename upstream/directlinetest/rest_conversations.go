@@ -90,7 +90,7 @@ func (s *Server) handleReconnect(w http.ResponseWriter, r *http.Request) {
 	c := s.convs[id]
 	pos := len(c.history)
 	if hasWM {
-		pos = wm
+		pos = max(wm-s.cfg.replayExtra, 0) // replayExtra: a quirk, when asked for
 	}
 	url := s.newStreamURLLocked(id, pos)
 	tok, expIn := g.token, expiresIn(g.exp)
