@@ -107,6 +107,9 @@ func (s *Session) applyAppendedLocked(m Message) {
 	case m.Pos.Epoch == last.Epoch && first == last.Offset+1,
 		last.Epoch == "" && first == 1:
 	default:
+		if e := s.lg().Debug(); e.Enabled() {
+			e.Str("have", last.String()).Str("got", m.Pos.String()).Int("records", len(m.Records)).Msg("journal gap: repairing")
+		}
 		s.repairLocked(m.Pos)
 	}
 	s.applyLocked(m.Records, m.Watermark)
@@ -170,6 +173,7 @@ func (s *Session) pollLocked() error {
 	if len(entries) == 0 && (wm == "" || wm == s.log.Watermark()) {
 		return nil
 	}
+	markLocal(entries)
 	s.log.Append(entries, wm)
 	s.m.cfg.Observer.ActivitiesReceived(len(entries))
 	s.notify()
@@ -228,4 +232,36 @@ func (s *Session) ensureBaseline() {
 		s.markReady(classify(err))
 		s.m.retire(s, true)
 	}
+}
+
+// markLocal marks entries fetched from Direct Line by this replica alone.
+func markLocal(entries []Entry) {
+	for i := range entries {
+		entries[i].Local = true
+	}
+}
+
+// shareLocal puts in the journal what this replica fetched from Direct Line
+// by itself while it followed (repairs, its first poll), at the start of
+// its tenure: what it reads from now on continues after its log, which the
+// other replicas' logs must hold too.
+func (s *Session) shareLocal(o *ownership) error {
+	if !s.m.clustered {
+		return nil
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	local := s.log.Local()
+	if len(local) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(o.ctx, leaseCallTimeout)
+	defer cancel()
+	pos, err := s.m.shared.Journal.Append(ctx, o.lease, local, s.log.Watermark())
+	if err != nil {
+		return err
+	}
+	s.log.Shared()
+	s.journalPos = pos
+	return nil
 }

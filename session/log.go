@@ -23,6 +23,10 @@ type Entry struct {
 	// After is the watermark after the entry when it is the last durable
 	// entry of a set that carried one; empty otherwise.
 	After string
+	// Local marks an activity this replica fetched from Direct Line by
+	// itself (a repair, a first poll) and has not shared: an owner puts
+	// such entries in the journal when its tenure starts.
+	Local bool
 }
 
 // Cursor is where a subscriber stands once it has received e.
@@ -238,4 +242,26 @@ func (l *memLog) afterWatermark(wm string) (uint64, bool) {
 		return l.first, true
 	}
 	return 0, false
+}
+
+// Local returns the durable entries still marked Local, oldest first.
+func (l *memLog) Local() []Entry {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var out []Entry
+	for seq := l.first; seq < l.head; seq++ {
+		if e := l.slot(seq); e.Local && e.Durable {
+			out = append(out, *e)
+		}
+	}
+	return out
+}
+
+// Shared clears Local on every entry: they are in the journal now.
+func (l *memLog) Shared() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for seq := l.first; seq < l.head; seq++ {
+		l.slot(seq).Local = false
+	}
 }

@@ -58,6 +58,12 @@ func (s *Session) connect(o *ownership, attempt int) {
 				s.tenureEnded(o)
 				return
 			}
+			if errors.Is(err, ErrNotOwner) {
+				s.m.cfg.Observer.Ownership(OwnershipFenced)
+				s.stepBack(o, "journal refused an append (fenced)")
+				s.tenureEnded(o)
+				return
+			}
 			switch s.verdict(err) {
 			case stop:
 				s.tenureEnded(o)
@@ -265,6 +271,9 @@ func (s *Session) verdict(err error) nextStep {
 // open returns a connected upstream stream that continues exactly where
 // the log stops.
 func (s *Session) open(o *ownership) (*upstream.Stream, error) {
+	if err := s.shareLocal(o); err != nil {
+		return nil, err
+	}
 	if s.hasOffer {
 		s.hasOffer = false
 		s.markReady(nil) // Direct Line accepted the credential when it made the offer
@@ -319,6 +328,7 @@ func (s *Session) ensureWatermark(ctx context.Context, o *ownership) error {
 	}
 	if s.fromBeginning {
 		entries, wm, _ := s.entriesOf(set)
+		markLocal(entries)
 		s.log.Append(entries, wm)
 		s.m.cfg.Observer.ActivitiesReceived(len(entries))
 		s.notify()

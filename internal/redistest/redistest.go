@@ -1,16 +1,19 @@
 // Package redistest runs a real redis-server for tests, on a free loopback
 // port, without persistence. Tests that need one skip without
-// redis-server on the PATH, unless DLSSE_REQUIRE_REDIS is set (as
-// scripts/test does, after installing it), where they fail.
+// redis-server on the PATH, unless REQUIRE_TEST_SERVERS is set (as
+// scripts/test does, after installing it), where they fail. (Not a DLSSE_
+// variable: dlsse would warn of an unknown setting.)
 package redistest
 
 import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +33,8 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv("DLSSE_REQUIRE_REDIS") != "" {
-			t.Fatalf("redis-server is required (DLSSE_REQUIRE_REDIS is set): %v", err)
+		if os.Getenv("REQUIRE_TEST_SERVERS") != "" {
+			t.Fatalf("redis-server is required (REQUIRE_TEST_SERVERS is set): %v", err)
 		}
 		t.Skip("redis-server not installed (apt-get install redis-server; ./scripts/test installs it)")
 	}
@@ -96,18 +99,55 @@ func (s *Server) Restart() {
 	s.start()
 }
 
+// Get returns the string value of key ("" and no error when it is not
+// set).
+func (s *Server) Get(key string) (string, error) {
+	conn, r, err := s.send("GET", key)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	n, err := strconv.Atoi(strings.TrimPrefix(line, "$"))
+	if err != nil || !strings.HasPrefix(line, "$") {
+		return "", fmt.Errorf("GET %s: %q", key, line)
+	}
+	if n < 0 {
+		return "", nil
+	}
+	b := make([]byte, n+2)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return string(b[:n]), nil
+}
+
 // Do sends one command (inline form) and returns the first line of the
 // reply. For test plumbing (FLUSHALL, PING); the code under test uses its
 // own client.
 func (s *Server) Do(args ...string) (string, error) {
+	conn, r, err := s.send(args...)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	line, err := r.ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
+}
+
+// send sends one command on a connection of its own.
+func (s *Server) send(args ...string) (net.Conn, *bufio.Reader, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", s.Addr())
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
-	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
@@ -115,8 +155,8 @@ func (s *Server) Do(args ...string) (string, error) {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
 	if _, err := conn.Write([]byte(b.String())); err != nil {
-		return "", err
+		conn.Close()
+		return nil, nil, err
 	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	return strings.TrimRight(line, "\r\n"), err
+	return conn, bufio.NewReader(conn), nil
 }
