@@ -22,12 +22,12 @@ type subscriber struct {
 	name     string
 	fallback string // the proxy's stream URL
 
-	mu     sync.Mutex
-	url    string
-	texts  []string
-	at     []time.Time
+	mu       sync.Mutex
+	url      string
+	texts    []string
+	at       []time.Time
 	statuses []string
-	opens  int
+	opens    int
 
 	cancel context.CancelFunc
 	done   chan struct{}
