@@ -199,3 +199,41 @@ func TestReadyzReportsTheSharedStore(t *testing.T) {
 		}
 	}
 }
+
+// What a REST call on one replica teaches reaches the others: a token
+// refreshed through replica A carries a stream on replica B along, and a
+// participant's endOfConversation posted through A does not end the
+// conversation its owner B streams.
+func TestClusterRestCallsInformOtherReplicas(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, shared func(string) session.Shared) {
+		const ttl = 3 * time.Second
+		hs := newReplicas(t, 2, shared, harnessOptions{}, directlinetest.WithTokenTTL(ttl))
+		ctx := testContext(t, 20*time.Second)
+		due := time.Now().Add(ttl)
+		conv := hs[1].start()
+		s := hs[1].open(ctx, conv.StreamURL, nil) // the session, and the owner, on B
+		waitOnline(ctx, t, s)
+		if err := hs[0].fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.TokensRefreshed >= 1 }); err != nil {
+			t.Fatal(err) // B's own refresh, at half the life
+		}
+		status, _, body := hs[0].do(http.MethodPost, "/v3/directline/tokens/refresh", conv.Token, nil)
+		if status != http.StatusOK {
+			t.Fatalf("refresh through A: %d %s", status, body)
+		}
+		status, _, body = hs[0].do(http.MethodPost, hs[0].postPath(conv.ConversationID), conv.Token,
+			map[string]any{"type": "endOfConversation", "from": map[string]any{"id": "mallory"}})
+		if status != http.StatusOK {
+			t.Fatalf("post through A: %d %s", status, body)
+		}
+		if a, _ := nextActivity(ctx, t, s); a.Type != "endOfConversation" {
+			t.Fatalf("got %s, want the participant's endOfConversation", a.Type)
+		}
+		hs[0].fake.DropSockets(conv.ConversationID)
+		readStatesUntil(ctx, t, s, session.StateOnline) // reconnected: not ended
+		for time.Now().Before(due.Add(500 * time.Millisecond)) {
+			hs[0].fake.Push(conv.ConversationID, "tick")
+			expectTexts(ctx, t, s, []string{"tick"}) // carried past the old token's expiry
+		}
+	})
+}

@@ -197,13 +197,7 @@ func (m *Manager) TokenRefreshed(conversationID, old, new string, expiresIn int)
 	if m.clustered {
 		// Streams with the old token on other replicas read on too.
 		// Only the old token's key travels, never a token.
-		ctx, cancel := context.WithTimeout(m.ctx, leaseCallTimeout)
-		err := m.shared.Bus.Publish(ctx, conversationID, m.cfg.Replica,
-			Message{Kind: KindRefreshed, Token: tokenKey(old), Expires: expires})
-		cancel()
-		if err != nil {
-			m.cfg.Logger.Warn().Err(err).Str("conversation_id", conversationID).Msg("could not tell the other replicas of a token refresh")
-		}
+		m.tell(conversationID, Message{Kind: KindRefreshed, Token: tokenKey(old), Expires: expires})
 	}
 	if s == nil {
 		return

@@ -84,15 +84,15 @@ func activityEvent(d *decoded, base string) sse.Event {
 func (s *Session) ingest(o *ownership, set upstream.ActivitySet) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	entries, wm, botEnded := s.entriesOf(set)
+	entries, wm, enders := s.entriesOf(set)
 	if len(entries) == 0 && (wm == "" || wm == s.log.Watermark()) {
 		return nil
 	}
 	if err := s.share(o, entries, wm); err != nil {
 		return err
 	}
-	if botEnded {
-		s.endSeen = true
+	if s.enders = append(s.enders, enders...); len(s.enders) > maxEnders {
+		s.enders = s.enders[len(s.enders)-maxEnders:]
 	}
 	s.log.Append(entries, wm)
 	s.m.cfg.Observer.ActivitiesReceived(len(entries))
@@ -150,8 +150,9 @@ func allDurable(entries []Entry) bool {
 
 // entriesOf encodes an ActivitySet as log entries after the log's newest:
 // activities the log holds already, and repeats within the set, dropped.
-// botEnded reports the bot's endOfConversation among them. applyMu is held.
-func (s *Session) entriesOf(set upstream.ActivitySet) (entries []Entry, wm string, botEnded bool) {
+// enders are the senders of the endOfConversation activities among them
+// that are not marked as a user's. applyMu is held.
+func (s *Session) entriesOf(set upstream.ActivitySet) (entries []Entry, wm string, enders []string) {
 	wm = set.Watermark
 	if wm != "" && ValidateWatermark(wm) != nil {
 		s.lg().Warn().Int("len", len(wm)).Msg("upstream watermark with unexpected characters ignored")
@@ -184,8 +185,10 @@ func (s *Session) entriesOf(set upstream.ActivitySet) (entries []Entry, wm strin
 			}
 			lastDurable = len(entries)
 		}
-		if d.meta.Type == "endOfConversation" && s.fromBot(d) {
-			botEnded = true
+		if d.meta.Type == "endOfConversation" {
+			if from, user := sender(d); !user {
+				enders = append(enders, from)
+			}
 		}
 		e.Event = activityEvent(d, base)
 		entries = append(entries, e)
@@ -193,12 +196,14 @@ func (s *Session) entriesOf(set upstream.ActivitySet) (entries []Entry, wm strin
 	if wm != "" && lastDurable >= 0 {
 		entries[lastDurable].After = wm
 	}
-	return entries, wm, botEnded
+	return entries, wm, enders
 }
 
-// fromBot reports whether an activity was sent by the bot: not marked as
-// a user's, and not from an id a client posted as through dlsse.
-func (s *Session) fromBot(d *decoded) bool {
+// maxEnders bounds the endOfConversation senders a session remembers.
+const maxEnders = 8
+
+// sender is who sent an activity, and whether it is marked as a user's.
+func sender(d *decoded) (id string, user bool) {
 	var a struct {
 		From struct {
 			ID   string `json:"id"`
@@ -206,10 +211,20 @@ func (s *Session) fromBot(d *decoded) bool {
 		} `json:"from"`
 	}
 	_ = json.Unmarshal(d.json, &a)
-	if strings.EqualFold(a.From.Role, "user") {
-		return false
+	return a.From.ID, strings.EqualFold(a.From.Role, "user")
+}
+
+// botEnded reports whether the bot ended the conversation: an
+// endOfConversation came from someone no client posted as through dlsse.
+// Asked when the socket closed, not when the activity arrived: a replica
+// told who posted it may tell a little later than Direct Line echoes it.
+func (s *Session) botEnded() bool {
+	for _, id := range s.enders {
+		if !s.m.senders.has(s.id, id) {
+			return true
+		}
 	}
-	return !s.m.senders.has(s.id, a.From.ID)
+	return false
 }
 
 // inSet reports whether a durable entry with hash is among entries (the

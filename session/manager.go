@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dlsse/dlsse/internal/inbox"
 	"github.com/dlsse/dlsse/upstream"
 )
 
@@ -54,8 +55,12 @@ type Manager struct {
 	shared     Shared
 	clustered  bool       // sharing with other replicas
 	reconnects *callLimit // shared by every session's reconnects
-	verifier   *verifier
-	senders    senders // who posted as a client, per conversation
+	// news carries what a replica tells the others on behalf of a REST
+	// call (who posted, a token refresh), in order, off the call's path:
+	// a slow or unreachable Redis never holds a client's request.
+	news     *inbox.Inbox[func()]
+	verifier *verifier
+	senders  senders // who posted as a client, per conversation
 
 	ctx    context.Context // parent of every session
 	cancel context.CancelFunc
@@ -93,6 +98,7 @@ func NewManager(up DirectLine, cfg Config) *Manager {
 		up:         up,
 		shared:     cfg.Shared,
 		clustered:  clustered,
+		news:       inbox.New(func(f func()) { f() }),
 		reconnects: newCallLimit(cfg.ReconnectRate, cfg.ReconnectBurst),
 		verifier:   newVerifier(ctx, up, &cfg),
 		senders:    newSenders(),
@@ -304,11 +310,23 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	m.cancel()
 	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
+	go func() { m.wg.Wait(); m.news.Stop(); close(done) }()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// tell publishes m about a conversation to the other replicas, in the
+// background (m.news), best effort: what does not arrive is logged.
+func (m *Manager) tell(conversationID string, msg Message) {
+	m.news.Put(func() {
+		ctx, cancel := context.WithTimeout(m.ctx, leaseCallTimeout)
+		defer cancel()
+		if err := m.shared.Bus.Publish(ctx, conversationID, m.cfg.Replica, msg); err != nil && m.ctx.Err() == nil {
+			m.cfg.Logger.Warn().Err(err).Str("conversation_id", conversationID).Msg("could not tell the other replicas")
+		}
+	})
 }

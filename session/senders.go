@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"sync"
 	"time"
 )
@@ -93,10 +92,6 @@ func (m *Manager) NoteSender(conversationID, id string) {
 	}
 	m.senders.note(conversationID, id, time.Now())
 	if m.clustered {
-		ctx, cancel := context.WithTimeout(m.ctx, leaseCallTimeout)
-		defer cancel()
-		if err := m.shared.Bus.Publish(ctx, conversationID, m.cfg.Replica, Message{Kind: KindSender, Sender: id}); err != nil {
-			m.cfg.Logger.Warn().Err(err).Str("conversation_id", conversationID).Msg("could not tell the other replicas who posted")
-		}
+		m.tell(conversationID, Message{Kind: KindSender, Sender: id})
 	}
 }

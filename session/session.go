@@ -59,7 +59,7 @@ type Session struct {
 	offer           Offer
 	hasOffer        bool
 	fromBeginning   bool // the log starts at the conversation's beginning
-	endSeen         bool // an endOfConversation activity arrived
+	enders          []string // senders of endOfConversation activities, not marked as users
 
 	ready     chan struct{} // closed once the credential was accepted, or refused
 	readyErr  error
