@@ -19,6 +19,7 @@ const (
 	resubscribeMin = 100 * time.Millisecond
 	resubscribeMax = 5 * time.Second
 	followWait     = 2 * time.Second
+	pubsubTimeout  = 5 * time.Second
 )
 
 func (r *Redis) Publish(ctx context.Context, conversationID, from string, m session.Message) error {
@@ -83,7 +84,7 @@ func (r *Redis) Follow(conversationID, replica string, fn func(session.Message),
 	dc, connected := r.dc, r.connected
 	r.mu.Unlock()
 	if first && connected {
-		if err := dc.Do(r.ctx, dc.B().Subscribe().Channel(ch).Build()).Error(); err != nil {
+		if err := r.pubsub(dc, dc.B().Subscribe().Channel(ch).Build()); err != nil {
 			// The connection broke: the supervisor resubscribes and
 			// tells every follower of the gap.
 			r.cfg.Logger.Debug().Err(err).Msg("subscribe failed; will resubscribe")
@@ -101,7 +102,7 @@ func (r *Redis) Follow(conversationID, replica string, fn func(session.Message),
 			dc, connected := r.dc, r.connected
 			r.mu.Unlock()
 			if last && connected {
-				_ = dc.Do(r.ctx, dc.B().Unsubscribe().Channel(ch).Build()).Error()
+				_ = r.pubsub(dc, dc.B().Unsubscribe().Channel(ch).Build())
 			}
 			f.box.Stop()
 		})
@@ -195,7 +196,7 @@ func (r *Redis) subscribeAll(dc rueidis.DedicatedClient) error {
 		if len(todo) > 0 {
 			cmd = dc.B().Subscribe().Channel(todo...).Build()
 		}
-		if err := dc.Do(r.ctx, cmd).Error(); err != nil {
+		if err := r.pubsub(dc, cmd); err != nil {
 			return err
 		}
 		done = append(done, todo...)
@@ -214,4 +215,16 @@ func (r *Redis) tellGaps() {
 			f.box.Put(delivery{gap: true})
 		}
 	}
+}
+
+// pubsub sends one command on the pub/sub connection. One at a time: a
+// dedicated connection pairs a subscription's confirmation with its
+// command in order, and concurrent ones were seen to leave a caller waiting
+// for good. Bounded, so a broken connection cannot hold a session's start.
+func (r *Redis) pubsub(dc rueidis.DedicatedClient, cmd rueidis.Completed) error {
+	r.subMu.Lock()
+	defer r.subMu.Unlock()
+	ctx, cancel := context.WithTimeout(r.ctx, pubsubTimeout)
+	defer cancel()
+	return dc.Do(ctx, cmd).Error()
 }

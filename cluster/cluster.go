@@ -67,6 +67,8 @@ type Redis struct {
 
 	healthy atomic.Bool
 
+	subMu sync.Mutex // one command at a time on the pub/sub connection
+
 	mu        sync.Mutex
 	followers map[string][]*follower // channel -> followers
 	dc        rueidis.DedicatedClient

@@ -221,7 +221,7 @@ func (s *Session) ensureBaseline() {
 		return
 	default:
 	}
-	if s.baselined {
+	if s.baselined || s.log.Watermark() != "" { // the journal, or the bus, gave it one
 		s.markReady(nil)
 		return
 	}
