@@ -58,7 +58,7 @@ type Session struct {
 	lastCredential  string     // what the last upstream call used
 	offer           Offer
 	hasOffer        bool
-	fromBeginning   bool // the log starts at the conversation's beginning
+	fromBeginning   bool     // the log starts at the conversation's beginning
 	enders          []string // senders of endOfConversation activities, not marked as users
 
 	ready     chan struct{} // closed once the credential was accepted, or refused
