@@ -1,0 +1,156 @@
+package netwatch
+
+import (
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Epoll is the Linux Watcher: one epoll set, edge-triggered, read by one
+// goroutine. A watch costs a map entry, not a goroutine.
+type Epoll struct {
+	epfd int
+	wake int // eventfd: Close's signal to the loop
+
+	mu      sync.Mutex
+	closed  bool
+	next    uint64
+	watches map[uint64]func()
+	done    chan struct{}
+}
+
+// wakeID names the eventfd in the set; watches are numbered from 1.
+const wakeID = 0
+
+// NewEpoll starts an Epoll watcher.
+func NewEpoll() (*Epoll, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setID(&ev, wakeID)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(wake)
+		unix.Close(epfd)
+		return nil, err
+	}
+	e := &Epoll{epfd: epfd, wake: wake, watches: make(map[uint64]func()), done: make(chan struct{})}
+	go e.loop()
+	return e, nil
+}
+
+// The event's 64 bits of user data hold the watch's number: a descriptor
+// number is reused after a close, a watch number never is, so a late
+// event for a finished watch finds nothing.
+func setID(ev *unix.EpollEvent, id uint64) {
+	ev.Fd = int32(uint32(id))
+	ev.Pad = int32(uint32(id >> 32))
+}
+
+func getID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
+
+// Watch implements Watcher.
+func (e *Epoll) Watch(c syscall.Conn, readable func()) (func(), error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil, ErrClosed
+	}
+	e.next++
+	id := e.next
+	e.watches[id] = readable
+	e.mu.Unlock()
+
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET}
+	setID(&ev, id)
+	var ctlErr error
+	if err := rc.Control(func(fd uintptr) {
+		ctlErr = unix.EpollCtl(e.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	}); err != nil {
+		ctlErr = err
+	}
+	if ctlErr != nil {
+		e.forget(id)
+		return nil, ctlErr
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			// A closed descriptor left the set by itself.
+			_ = rc.Control(func(fd uintptr) {
+				_ = unix.EpollCtl(e.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+			})
+			e.forget(id)
+		})
+	}, nil
+}
+
+func (e *Epoll) forget(id uint64) {
+	e.mu.Lock()
+	delete(e.watches, id)
+	e.mu.Unlock()
+}
+
+// loop waits in epoll_wait on a thread of its own (a blocking system
+// call) and calls the watches' functions.
+func (e *Epoll) loop() {
+	defer close(e.done)
+	events := make([]unix.EpollEvent, 256)
+	calls := make([]func(), 0, len(events))
+	for {
+		n, err := unix.EpollWait(e.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		calls = calls[:0]
+		e.mu.Lock()
+		stop := e.closed
+		for i := range n {
+			if f := e.watches[getID(&events[i])]; f != nil {
+				calls = append(calls, f)
+			}
+		}
+		e.mu.Unlock()
+		if stop {
+			return
+		}
+		for i, f := range calls {
+			f()
+			calls[i] = nil
+		}
+	}
+}
+
+// Close implements Watcher.
+func (e *Epoll) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		<-e.done
+		return nil
+	}
+	e.closed = true
+	clear(e.watches)
+	e.mu.Unlock()
+	var one = [8]byte{1}
+	_, _ = unix.Write(e.wake, one[:])
+	<-e.done
+	unix.Close(e.wake)
+	return unix.Close(e.epfd)
+}
