@@ -26,10 +26,13 @@ import (
 type sseClient struct {
 	rec     *recorder
 	dialer  net.Dialer
-	addr    string // dlsse's host:port
+	addr    string   // dlsse's host:port
+	addrs   []string // with several replicas: where each reconnect goes next, in turn
+	next    int
 	target  string // request target: path and query
 	bufSize int
 
+	began  time.Time     // when run started
 	lastID []byte        // the last id: field, sent as Last-Event-ID on resume
 	retry  time.Duration // the last retry: hint
 	data   []byte        // the event being parsed
@@ -48,6 +51,15 @@ func newSSEClient(rec *recorder, src net.IP, addr, target string, bufSize int) *
 	}
 }
 
+// rotate makes the client reconnect to addrs in turn (addrs[0] is the
+// address it was made with): what a round-robin load balancer does with a
+// browser's reconnects, so a client whose replica went away comes back on
+// another.
+func (c *sseClient) rotate(addrs []string) *sseClient {
+	c.addrs = addrs
+	return c
+}
+
 // headTimeout bounds the wait for the answer's head: dlsse answers once
 // the session has subscribed, which may wait for Direct Line.
 const headTimeout = 60 * time.Second
@@ -60,6 +72,7 @@ const idleTimeout = 60 * time.Second
 // attempt got its answer's head (or failed), so a fleet can bound the
 // connections being set up at once.
 func (c *sseClient) run(ctx context.Context, connected func(error)) {
+	c.began = time.Now()
 	first := true
 	for {
 		err := c.stream(ctx, func(err error) {
@@ -77,6 +90,10 @@ func (c *sseClient) run(ctx context.Context, connected func(error)) {
 		}
 		c.rec.online.Store(false)
 		c.rec.disconnects.Add(1)
+		if len(c.addrs) > 1 {
+			c.next = (c.next + 1) % len(c.addrs)
+			c.addr = c.addrs[c.next]
+		}
 		// The browser's behaviour, plus a little jitter so that the
 		// bench's own clients do not come back in lockstep.
 		wait := c.retry + rand.N(500*time.Millisecond)
@@ -250,6 +267,9 @@ func (c *sseClient) dispatch() {
 	case bytes.Equal(c.event, eventStatus):
 		switch {
 		case bytes.Contains(c.data, []byte(`"state":"online"`)):
+			if c.rec.onlineIn.Load() == 0 {
+				c.rec.onlineIn.Store(int64(max(time.Since(c.began), 1)))
+			}
 			c.rec.online.Store(true)
 		case bytes.Contains(c.data, []byte(`"state":"reconnecting"`)), bytes.Contains(c.data, []byte(`"state":"unavailable"`)):
 			c.rec.reconnState.Add(1)

@@ -17,24 +17,35 @@ const setupTimeout = 3 * time.Minute
 // returns the fleet (which the caller must close) and how long that took.
 func (b *bench) connectSSE(ctx context.Context, e *env, convs []directlinetest.ConversationCredentials, bufSize int) (*fleet, time.Duration, error) {
 	f := newFleet(ctx, b.opt.concurrency)
+	took, err := b.addSSE(ctx, f, convs, func(int) []string { return []string{e.dlsse.Addr} }, bufSize)
+	if err != nil {
+		f.close()
+		return nil, 0, err
+	}
+	return f, took, nil
+}
+
+// addSSE adds one subscriber per entry of convs to fleet f, subscriber i
+// connecting to addrs(i)[0] and, on each reconnect, to the next address
+// of addrs(i) in turn; and waits until every client of f is online.
+func (b *bench) addSSE(ctx context.Context, f *fleet, convs []directlinetest.ConversationCredentials, addrs func(i int) []string, bufSize int) (time.Duration, error) {
 	srcs := sourceAddrs(b.opt.sources)
 	began := time.Now()
 	for i, c := range convs {
 		target := "/v3/directline/conversations/" + url.PathEscape(c.ConversationID) + "/stream?t=" + url.QueryEscape(c.Token)
 		rec := &recorder{}
-		if err := f.add(rec, newSSEClient(rec, srcs[i%len(srcs)], e.dlsse.Addr, target, bufSize)); err != nil {
-			f.close()
-			return nil, 0, err
+		to := addrs(i)
+		if err := f.add(rec, newSSEClient(rec, srcs[len(f.recs)%len(srcs)], to[0], target, bufSize).rotate(to)); err != nil {
+			return 0, err
 		}
 	}
 	err := f.waitAll(ctx, "streams online", setupTimeout, func(r *recorder) bool { return r.online.Load() })
 	took := time.Since(began)
 	if err != nil {
-		f.close()
-		return nil, 0, err
+		return 0, err
 	}
 	b.logf("%s streams online in %.1f s", count(int64(len(convs))), took.Seconds())
-	return f, took, nil
+	return took, nil
 }
 
 // connectWS starts one baseline client per conversation, reading the

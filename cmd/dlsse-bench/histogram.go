@@ -36,7 +36,12 @@ func bound(v float64) string {
 // upstreamOp reads operation op (every status) from two scrapes of
 // dlsse's metrics.
 func upstreamOp(before, after map[string]float64, op string) upstreamCalls {
-	const name = "dlsse_upstream_request_duration_seconds"
+	return histogramOp(before, after, "dlsse_upstream_request_duration_seconds", op)
+}
+
+// histogramOp reads operation op of histogram name (every other label
+// value summed) from two scrapes of dlsse's metrics.
+func histogramOp(before, after map[string]float64, name, op string) upstreamCalls {
 	buckets := map[float64]float64{}
 	var u upstreamCalls
 	var sum float64

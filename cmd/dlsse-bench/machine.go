@@ -11,13 +11,15 @@ import (
 
 // machine is where a run happened: numbers only compare on the same one.
 type machine struct {
-	CPU         string  `json:"cpu"`
-	Cores       int     `json:"cores"`
-	MemoryMiB   int64   `json:"memory_mib"`
-	Kernel      string  `json:"kernel"`
-	Go          string  `json:"go"`
-	FDLimit     uint64  `json:"fd_limit"`
-	Date        string  `json:"date"`
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	MemoryMiB int64  `json:"memory_mib"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+	FDLimit   uint64 `json:"fd_limit"`
+	Date      string `json:"date"`
+	LoadAvg   string `json:"load_avg_at_start"` // /proc/loadavg's 1, 5 and 15 minutes: was the machine otherwise idle
+
 	WallSeconds float64 `json:"wall_s"`
 }
 
@@ -39,6 +41,11 @@ func describeMachine(fdLimit uint64) machine {
 			}
 		}
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
@@ -46,6 +53,6 @@ func describeMachine(fdLimit uint64) machine {
 }
 
 func (m machine) String() string {
-	return fmt.Sprintf("%s, %d cores, %d MiB, Linux %s, %s, RLIMIT_NOFILE %d, %s, whole run %.0f s",
-		m.CPU, m.Cores, m.MemoryMiB, m.Kernel, m.Go, m.FDLimit, m.Date, m.WallSeconds)
+	return fmt.Sprintf("%s, %d cores, %d MiB, Linux %s, %s, RLIMIT_NOFILE %d, %s (load average %s), whole run %.0f s",
+		m.CPU, m.Cores, m.MemoryMiB, m.Kernel, m.Go, m.FDLimit, m.Date, m.LoadAvg, m.WallSeconds)
 }

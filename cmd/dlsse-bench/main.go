@@ -19,6 +19,12 @@
 //   - storm: C sessions, the fake drops every upstream socket at once: time
 //     until every session delivers again, reconnect calls per session and
 //     their peak rate, activities lost or duplicated.
+//   - cluster: three dlsse replicas sharing conversations through a
+//     redis-server, next to one dlsse alone under the same widgets load:
+//     the latency added, Redis round trips and bytes per conversation and
+//     per activity, RSS per session per replica, failover after SIGKILL
+//     and SIGTERM of a replica that owns conversations. Not part of "all":
+//     it needs redis-server.
 //
 // Usage (from the repository; it builds both binaries with go build):
 //
@@ -73,15 +79,24 @@ type options struct {
 	json          bool
 	keep          bool
 	perf          string
+
+	clusterConversations int
+	leaseTTL             time.Duration
+	redisServer          string
 }
 
+// allScenarios are what "all" runs: one dlsse, nothing else.
 var allScenarios = []string{"widgets", "baseline", "fanout", "storm"}
+
+// scenarios are every scenario: "all", and cluster (which needs
+// redis-server).
+var scenarios = append(slices.Clone(allScenarios), "cluster")
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("dlsse-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenario := fs.String("scenario", "all", "widgets, baseline, fanout, storm, all, or a comma-separated list")
+	scenario := fs.String("scenario", "all", "widgets, baseline, fanout, storm, cluster, all (the first four), or a comma-separated list")
 	fs.IntVar(&o.conversations, "conversations", 10_000, "conversations (one subscriber each) in widgets, baseline and storm")
 	fs.IntVar(&o.subscribers, "subscribers", 1_000, "subscribers of the one conversation in fanout")
 	fs.IntVar(&o.events, "events", 1_000, "messages in the fanout burst")
@@ -98,6 +113,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON document instead of the tables")
 	fs.StringVar(&o.perf, "perf", "", "record dlsse's CPU with linux perf during each measured phase into this directory")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, process logs)")
+	fs.IntVar(&o.clusterConversations, "cluster-conversations", 3_000, "cluster: conversations (one subscriber each), on the three replicas and on the single node it is compared with")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 15*time.Second, "cluster: the replicas' lease_ttl (dlsse's default; at least 3s)")
+	fs.StringVar(&o.redisServer, "redis-server", "", "cluster: the redis-server binary (default: redis-server on PATH)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -106,13 +124,16 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		o.scenarios = allScenarios
 	} else {
 		for s := range strings.SplitSeq(*scenario, ",") {
-			if !slices.Contains(allScenarios, s) {
-				return o, fmt.Errorf("unknown scenario %q (want %s or all)", s, strings.Join(allScenarios, ", "))
+			if !slices.Contains(scenarios, s) {
+				return o, fmt.Errorf("unknown scenario %q (want %s or all)", s, strings.Join(scenarios, ", "))
 			}
 			o.scenarios = append(o.scenarios, s)
 		}
 	}
-	if o.conversations < 1 || o.subscribers < 1 || o.events < 1 || o.sources < 1 || o.sources > 250*250 || o.concurrency < 1 {
+	if o.leaseTTL < 3*time.Second {
+		return o, errors.New("-lease-ttl must be at least 3s (dlsse's minimum)")
+	}
+	if o.conversations < 1 || o.clusterConversations < 1 || o.subscribers < 1 || o.events < 1 || o.sources < 1 || o.sources > 250*250 || o.concurrency < 1 {
 		return o, errors.New("sizes must be positive (and -sources at most 62500)")
 	}
 	if o.interval <= 0 || o.duration < o.interval || o.idle < 0 {
@@ -131,6 +152,7 @@ type results struct {
 	Baseline *baselineReport `json:"baseline,omitempty"`
 	Fanout   *fanoutReport   `json:"fanout,omitempty"`
 	Storm    *stormReport    `json:"storm,omitempty"`
+	Cluster  *clusterReport  `json:"cluster,omitempty"`
 }
 
 // run is main without the process globals, for the test.
@@ -194,6 +216,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			b.res.Fanout, err = b.fanout(ctx)
 		case "storm":
 			b.res.Storm, err = b.storm(ctx)
+		case "cluster":
+			b.res.Cluster, err = b.cluster(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("scenario %s: %w", s, err)
@@ -306,5 +330,10 @@ func (b *bench) printTables(w io.Writer) {
 	}
 	if r := b.res.Storm; r != nil {
 		r.table().write(w)
+	}
+	if r := b.res.Cluster; r != nil {
+		for _, t := range r.tables() {
+			t.write(w)
+		}
 	}
 }

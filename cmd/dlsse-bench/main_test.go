@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -73,11 +75,114 @@ func TestBenchTiny(t *testing.T) {
 	}
 }
 
+// TestBenchClusterTiny runs the cluster scenario at a tiny size: three
+// replicas, redis-server and the fake as processes, the trickle on them
+// and on one dlsse, a SIGKILL and a SIGTERM of a replica that owns
+// conversations; and checks that the report adds up: everything
+// delivered once, every replica owning a third, the Redis numbers there,
+// the failovers seen by subscribers on the other replicas, no collision
+// beyond one per conversation that changed owner. Like internal/redistest
+// it skips without redis-server, unless REQUIRE_TEST_SERVERS is set.
+func TestBenchClusterTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs dlsse, the fake and redis-server")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("REQUIRE_TEST_SERVERS") != "" {
+			t.Fatalf("redis-server is required (REQUIRE_TEST_SERVERS is set): %v", err)
+		}
+		t.Skip("redis-server not installed (apt-get install redis-server; ./scripts/test installs it)")
+	}
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const c, rounds = 18, 2
+	args := []string{"-scenario", "cluster", "-json", "-cluster-conversations", "18", "-interval", "200ms", "-duration", "400ms",
+		"-sources", "3", "-lease-ttl", "3s",
+		// Subscribers whose replica went away come back sooner.
+		"-dlsse-args", "-retry 200ms -shutdown-jitter 100ms"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	var out, errs bytes.Buffer
+	if err := run(ctx, args, &out, &errs); err != nil {
+		t.Fatalf("run: %v\n%s", err, errs.String())
+	}
+	t.Logf("progress:\n%s", errs.String())
+	var res results
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("JSON output: %v\n%s", err, out.String())
+	}
+	r := res.Cluster
+	if r == nil {
+		t.Fatal("no cluster report")
+	}
+	if r.Conversations != c || r.Rounds != rounds || r.OnOwner != c/3 || r.OnFollower != c-c/3 {
+		t.Errorf("sizes: %+v", r)
+	}
+	for name, run := range map[string]trickleRun{"single": r.Single, "cluster": r.Cluster} {
+		if run.Expected != c*rounds || run.Events != run.Expected || run.Lost != 0 || run.Duplicated != 0 ||
+			run.Latency.N != c*rounds || run.RSSEnd <= 0 || run.CPU["fake"] < 0 {
+			t.Errorf("%s: %+v", name, run)
+		}
+	}
+	if lf := r.Cluster.LatencyFollower; lf == nil || lf.N != r.OnFollower*rounds {
+		t.Errorf("latency on another replica: %+v", lf)
+	}
+	if len(r.PerReplica) != 3 {
+		t.Fatalf("replicas: %+v", r.PerReplica)
+	}
+	for i, p := range r.PerReplica {
+		// Each owns a third; each holds the sessions of its third and of
+		// the conversations whose subscriber it has.
+		if p.Owned != c/3 || p.Subscribers != c/3 || p.Sessions != c/3+c/3*2/3 || p.RSSEnd <= 0 {
+			t.Errorf("replica %d: %+v", i, p)
+		}
+	}
+	k := r.Calls
+	if k.Activities != c*rounds || k.FollowerApplied != int64(r.OnFollower*rounds) || k.ByOp["append"] < float64(c*rounds)/2 ||
+		k.OwnerPerActivity <= 0 || k.ScriptsSeen <= 0 {
+		t.Errorf("calls: %+v", k)
+	}
+	u := r.Redis
+	if u.Version == "" || u.PerConversation <= 0 || u.UsedEnd <= u.UsedEmpty || u.Samples == 0 || u.LogEntries < rounds ||
+		u.EntryBytes <= 0 || u.LeaseBytes <= 0 || u.Following < 1 || u.Commands["evalsha"]+u.Commands["eval"] <= 0 {
+		t.Errorf("redis: %+v", u)
+	}
+	for _, fo := range []*failover{r.Kill, r.Term} {
+		if fo == nil || fo.Owned == 0 || fo.ChangedOwner != fo.Owned || fo.Steady == 0 || fo.ProbeMaxS <= 0 ||
+			fo.Collisions > int64(fo.ChangedOwner) {
+			t.Errorf("failover: %+v", fo)
+		}
+	}
+	if r.Kill != nil && (r.Kill.Owned != c/3 || r.Kill.Moved == 0) {
+		t.Errorf("SIGKILL: %+v", r.Kill)
+	}
+	if r.Term != nil && r.Term.Waves == 0 {
+		t.Errorf("SIGTERM: %+v", r.Term)
+	}
+	if r.Total.Expected <= c*rounds || r.Total.Events != r.Total.Expected || r.Total.Lost != 0 || r.Total.Duplicated != 0 {
+		t.Errorf("the whole run: %+v", r.Total)
+	}
+
+	var tables bytes.Buffer
+	b := &bench{opt: options{scenarios: []string{"cluster"}}, res: res}
+	b.printTables(&tables)
+	for _, want := range []string{"#### cluster — 3 replicas", "#### cluster — memory", "#### cluster — Redis round trips", "#### cluster — failover",
+		"SIGKILL replica 0", "SIGTERM replica 1"} {
+		if !bytes.Contains(tables.Bytes(), []byte(want)) {
+			t.Errorf("tables lack %q:\n%s", want, tables.String())
+		}
+	}
+}
+
 func TestParseOptions(t *testing.T) {
 	for _, bad := range [][]string{
 		{"-scenario", "nope"},
 		{"-conversations", "0"},
 		{"-interval", "10s", "-duration", "1s"},
+		{"-lease-ttl", "1s"},
+		{"-cluster-conversations", "0"},
 	} {
 		if _, err := parseOptions(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
@@ -85,6 +190,14 @@ func TestParseOptions(t *testing.T) {
 	}
 	o, err := parseOptions([]string{"-scenario", "storm,fanout"}, io.Discard)
 	if err != nil || len(o.scenarios) != 2 || o.rounds() != 3 {
+		t.Errorf("%+v %v", o, err)
+	}
+	// "all" is the single-node scenarios; cluster is asked for by name.
+	o, err = parseOptions([]string{"-scenario", "all"}, io.Discard)
+	if err != nil || len(o.scenarios) != 4 || o.leaseTTL != 15*time.Second {
+		t.Errorf("%+v %v", o, err)
+	}
+	if o, err := parseOptions([]string{"-scenario", "cluster"}, io.Discard); err != nil || o.scenarios[0] != "cluster" {
 		t.Errorf("%+v %v", o, err)
 	}
 }

@@ -18,6 +18,12 @@ type (
 // benchmark client (everything comes from a few loopback addresses), and
 // waits until it answers /healthz.
 func startDlsse(ctx context.Context, bin, logDir, upstreamURL string, streamsPerConversation int, extra []string) (*dlsseProc, error) {
+	return startDlsseLog(ctx, bin, filepath.Join(logDir, "dlsse.log"), upstreamURL, streamsPerConversation, extra)
+}
+
+// startDlsseLog is startDlsse with the log at logPath (several replicas in
+// one directory).
+func startDlsseLog(ctx context.Context, bin, logPath, upstreamURL string, streamsPerConversation int, extra []string) (*dlsseProc, error) {
 	args := []string{
 		"-log-level", "warn",
 		"-max-streams", "10000000",
@@ -25,5 +31,5 @@ func startDlsse(ctx context.Context, bin, logDir, upstreamURL string, streamsPer
 		"-max-streams-per-conversation", strconv.Itoa(streamsPerConversation),
 		"-requests-per-ip", "10000000",
 	}
-	return proc.StartDlsse(ctx, bin, filepath.Join(logDir, "dlsse.log"), "", upstreamURL, append(args, extra...)...)
+	return proc.StartDlsse(ctx, bin, logPath, "", upstreamURL, append(args, extra...)...)
 }

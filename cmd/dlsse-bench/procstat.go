@@ -117,3 +117,23 @@ func (m *cpuMeter) stop() cpuUse {
 	}
 	return cpuUse{Dlsse: d[0], Fake: d[1], Bench: d[2], Wall: time.Since(m.at).Seconds()}
 }
+
+// machineBusy is the CPU time every core of the machine spent not idle
+// (user, nice, system, irq, softirq, steal), from /proc/stat.
+func machineBusy() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected format")
+	}
+	var ticks int64
+	for _, k := range []int{1, 2, 3, 6, 7, 8} { // user nice system (idle iowait) irq softirq steal
+		n, _ := strconv.ParseInt(string(f[k]), 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}

@@ -11,6 +11,7 @@ import (
 // counters while it runs, and everything else once it has ended.
 type recorder struct {
 	online      atomic.Bool  // the stream said "online" (SSE), or the socket is open (baseline)
+	onlineIn    atomic.Int64 // SSE: from the client's start to the first "online", ns
 	distinct    atomic.Int64 // stamped activities received, each counted once
 	dups        atomic.Int64 // stamped activities received again
 	lastAt      atomic.Int64 // arrival (Unix ns) of the newest first-time activity
