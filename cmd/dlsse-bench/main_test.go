@@ -98,7 +98,7 @@ func TestBenchClusterTiny(t *testing.T) {
 	defer cancel()
 	const c, rounds = 18, 2
 	args := []string{"-scenario", "cluster", "-json", "-cluster-conversations", "18", "-interval", "200ms", "-duration", "400ms",
-		"-sources", "3", "-lease-ttl", "3s",
+		"-idle", "200ms", "-sources", "3", "-lease-ttl", "3s",
 		// Subscribers whose replica went away come back sooner.
 		"-dlsse-args", "-retry 200ms -shutdown-jitter 100ms"}
 	if raceEnabled {
@@ -155,7 +155,10 @@ func TestBenchClusterTiny(t *testing.T) {
 			t.Errorf("failover: %+v", fo)
 		}
 	}
-	if r.Kill != nil && (r.Kill.Owned != c/3 || r.Kill.Moved == 0) {
+	// The leases had at most lease_ttl left, and the probe came after
+	// they expired.
+	if r.Kill != nil && (r.Kill.Owned != c/3 || r.Kill.Moved == 0 || r.Kill.LeaseLeftMaxS > 3 || r.Kill.LeaseLeftMinS <= 0 ||
+		r.Kill.AfterExpiryMaxS <= 0) {
 		t.Errorf("SIGKILL: %+v", r.Kill)
 	}
 	if r.Term != nil && r.Term.Waves == 0 {

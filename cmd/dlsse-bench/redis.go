@@ -208,3 +208,21 @@ func (r *redisProc) getAll(ctx context.Context, keys []string) ([]string, error)
 	}
 	return out, nil
 }
+
+// pttls is PTTL of each key, in one pipeline: how long each has left
+// (negative: no key, or no expiry).
+func (r *redisProc) pttls(ctx context.Context, keys []string) ([]time.Duration, error) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = r.client.B().Pttl().Key(k).Build()
+	}
+	out := make([]time.Duration, len(keys))
+	for i, res := range r.client.DoMulti(ctx, cmds...) {
+		n, err := res.AsInt64()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = time.Duration(n) * time.Millisecond
+	}
+	return out, nil
+}

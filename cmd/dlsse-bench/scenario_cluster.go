@@ -206,6 +206,13 @@ type failover struct {
 	Steady    int     `json:"steady_subscribers"`
 	ProbeP50S float64 `json:"probe_p50_s"`
 	ProbeMaxS float64 `json:"probe_max_s"`
+	// SIGKILL: what the leases had left at the signal (PTTL just
+	// before), and the probe's arrival counted from its conversation's
+	// lease expiry: how long the other replicas took to take over.
+	LeaseLeftMinS   float64 `json:"lease_left_min_s"`
+	LeaseLeftMaxS   float64 `json:"lease_left_max_s"`
+	AfterExpiryP50S float64 `json:"after_expiry_p50_s"`
+	AfterExpiryMaxS float64 `json:"after_expiry_max_s"`
 	// The highest latency (sentAt → received) of any message sent to its
 	// conversations after the signal, at those subscribers: the probe,
 	// and (SIGTERM) waves every 100 ms to a sample while it hands over.
@@ -937,6 +944,23 @@ func (b *bench) failover(ctx context.Context, ce *clusterEnv, f *fleet, convs []
 	if err != nil {
 		return nil, nil, err
 	}
+	var keys []string
+	for _, id := range ids {
+		keys = append(keys, leaseKey(id))
+	}
+	before := time.Now()
+	left, err := ce.redis.pttls(ctx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	expiry := make([]time.Time, len(convs)) // SIGKILL: when each lease runs out
+	for k, i := 0, 0; i < len(convs); i++ {
+		if mine[i] {
+			expiry[i] = before.Add(left[k])
+			k++
+		}
+	}
+	fo.LeaseLeftMinS, fo.LeaseLeftMaxS = slices.Min(left).Seconds(), slices.Max(left).Seconds()
 	d := ce.replicas[victim]
 	exited := make(chan time.Time, 1)
 	go func() { <-d.Exited; exited <- time.Now() }() // ends with the process, which the scenario ends
@@ -1021,15 +1045,18 @@ func (b *bench) failover(ctx context.Context, ce *clusterEnv, f *fleet, convs []
 	b.logf("%s: %s of %s conversations have another owner; %d collisions", fo.Signal,
 		count(int64(fo.ChangedOwner)), count(int64(fo.Owned)), fo.Collisions)
 	sentNow := slices.Clone(sent) // this phase's messages, not the next one's
-	return fo, func() { fo.clients(f.recs, recConv, mine, probe, sentNow, disc0, disc1, at) }, nil
+	if sig != syscall.SIGKILL {
+		expiry = nil // released at once
+	}
+	return fo, func() { fo.clients(f.recs, recConv, mine, probe, sentNow, disc0, disc1, at, expiry) }, nil
 }
 
 // clients fills in what the subscribers of the replica's conversations
 // saw: those whose stream stayed up through the phase (on the other
 // replicas) and those that had to come back on another replica. Call it
 // once the clients have ended.
-func (fo *failover) clients(recs []*recorder, recConv []int, mine []bool, probe, sent, disc0, disc1 []int64, at time.Time) {
-	var steady, moved []int64
+func (fo *failover) clients(recs []*recorder, recConv []int, mine []bool, probe, sent, disc0, disc1 []int64, at time.Time, expiry []time.Time) {
+	var steady, moved, afterExpiry []int64
 	for j, rec := range recs {
 		i := recConv[j]
 		if !mine[i] {
@@ -1048,6 +1075,9 @@ func (fo *failover) clients(recs []*recorder, recConv []int, mine []bool, probe,
 			}
 			if stayed {
 				steady = append(steady, s.At-at.UnixNano())
+				if expiry != nil {
+					afterExpiry = append(afterExpiry, s.At-expiry[i].UnixNano())
+				}
 			} else {
 				moved = append(moved, s.At-at.UnixNano())
 			}
@@ -1061,6 +1091,11 @@ func (fo *failover) clients(recs []*recorder, recConv []int, mine []bool, probe,
 	}
 	if len(moved) > 0 {
 		fo.MovedMaxS = float64(slices.Max(moved)) / 1e9
+	}
+	if len(afterExpiry) > 0 {
+		slices.Sort(afterExpiry)
+		fo.AfterExpiryP50S = float64(rank(afterExpiry, 0.5)) / 1e9
+		fo.AfterExpiryMaxS = float64(afterExpiry[len(afterExpiry)-1]) / 1e9
 	}
 }
 
@@ -1240,6 +1275,10 @@ func (r *clusterReport) tables() []*table {
 		}
 		fail.goal(name+": signal → a message sent right after it, at the subscribers on the other replicas: p50 (max)",
 			fmt.Sprintf("%s (%s) over %s subscribers", secs(fo.ProbeP50S), secs(fo.ProbeMaxS), count(int64(fo.Steady))), goal, fo.Steady > 0 && fo.ProbeMaxS <= fo.GoalS)
+		if fo.Signal == "SIGKILL" {
+			fail.add(name+": its leases had left at the signal (PTTL); the message arrived after its lease expired: p50 (max)",
+				fmt.Sprintf("%s to %s; %s (%s)", secs(fo.LeaseLeftMinS), secs(fo.LeaseLeftMaxS), secs(fo.AfterExpiryP50S), secs(fo.AfterExpiryMaxS)))
+		}
 		if fo.Waves > 0 {
 			fail.add(name+": worst latency of a message sent to its conversations during the hand-over (probe, and waves every 100 ms)",
 				fmt.Sprintf("%s (%s wave messages)", ms(fo.WorstMs), count(int64(fo.Waves))))
