@@ -53,6 +53,26 @@ type Options struct {
 	// (typically a jittered retry hint so a fleet does not come back at
 	// once).
 	OnShutdown func(dst []byte) []byte
+	// Ping is what a heartbeat writes; nil: an SSE comment. (A stream
+	// that writes WebSocket frames sets a ping frame.)
+	Ping []byte
+	// Inbound, if set, lets a Start stream hear from its client.
+	Inbound Inbound
+}
+
+// An Inbound lets a stream hear from its client without a goroutine
+// waiting on a read: a departure is noticed at once, not at the next
+// failed write, and a WebSocket client's frames are answered.
+type Inbound interface {
+	// Watch arranges for readable to be called (it does not block)
+	// whenever the client sent something or hung up. Start calls it
+	// before the stream's first write and calls stop before done. An
+	// error leaves the stream deaf, as without an Inbound.
+	Watch(readable func()) (stop func(), err error)
+	// Read takes what the client sent, without waiting, on the stream's
+	// goroutine, and appends to dst what must be written back. A
+	// non-empty Reason ends the stream once that is written.
+	Read(dst []byte) ([]byte, Reason)
 }
 
 // Writer is where a stream is written: a raw connection, or a buffered
@@ -105,7 +125,7 @@ func Serve(ctx context.Context, w Writer, feed Feed, opt Options) Reason {
 			return ReasonShutdown
 		case <-feed.Ready():
 		case <-heartbeat:
-			if err := s.write(pingComment); err != "" {
+			if err := s.write(s.ping()); err != "" {
 				return err
 			}
 			timer.Reset(opt.Heartbeat)
@@ -126,6 +146,14 @@ func newStream(w Writer, opt Options) stream {
 	s.flush, _ = w.(flusher)
 	s.deadline, _ = w.(deadliner)
 	return s
+}
+
+// ping is what a heartbeat writes.
+func (s *stream) ping() []byte {
+	if s.opt.Ping != nil {
+		return s.opt.Ping
+	}
+	return pingComment
 }
 
 // drain writes what feed has now, batch after batch (the first one starts

@@ -25,7 +25,7 @@ type Notifier interface {
 //
 // done is called once, from the stream's goroutine, with the reason the
 // stream ended; the stream no longer touches w or feed then. Start never
-// closes w, and unhooks itself from feed and ctx before done.
+// closes w, and unhooks itself from feed, ctx and opt.Inbound before done.
 func Start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(Reason)) {
 	start(ctx, w, feed, opt, done)
 }
@@ -36,6 +36,11 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 	s.state.Store(stateRunning) // the first run, below, writes the retry hint
 	if opt.Heartbeat > 0 {
 		s.timer = time.AfterFunc(opt.Heartbeat, s.heartbeat)
+	}
+	if opt.Inbound != nil {
+		if stop, err := opt.Inbound.Watch(s.readable); err == nil {
+			s.stopWatch = stop
+		}
 	}
 	s.stopCtx = context.AfterFunc(ctx, s.schedule)
 	feed.SetNotify(s.schedule)
@@ -53,15 +58,17 @@ const (
 
 type idleStream struct {
 	stream
-	ctx     context.Context
-	feed    Notifier
-	done    func(Reason)
-	timer   *time.Timer // nil without a heartbeat
-	stopCtx func() bool
+	ctx       context.Context
+	feed      Notifier
+	done      func(Reason)
+	timer     *time.Timer // nil without a heartbeat
+	stopCtx   func() bool
+	stopWatch func() // nil without a watched Inbound
 
 	state   atomic.Int32
 	pingDue atomic.Bool
-	runFn   func() // s.run, bound once: "go s.run()" would allocate a closure per wake-up
+	readDue atomic.Bool // the client sent something or hung up
+	runFn   func()      // s.run, bound once: "go s.run()" would allocate a closure per wake-up
 }
 
 // schedule makes sure a goroutine looks at the stream soon: it starts one
@@ -90,6 +97,12 @@ func (s *idleStream) heartbeat() {
 	s.schedule()
 }
 
+// readable runs when the client sent something or hung up.
+func (s *idleStream) readable() {
+	s.readDue.Store(true)
+	s.schedule()
+}
+
 // run writes until there is nothing to write, then lets the goroutine go,
 // unless schedule was called meanwhile.
 func (s *idleStream) run() {
@@ -106,8 +119,8 @@ func (s *idleStream) run() {
 	}
 }
 
-// step is one look at the stream: shutdown, what the feed has, or the
-// heartbeat if nothing else was written.
+// step is one look at the stream: shutdown, what the client sent, what
+// the feed has, or the heartbeat if nothing else was written.
 func (s *idleStream) step() Reason {
 	if s.ctx.Err() != nil {
 		if s.opt.OnShutdown != nil {
@@ -115,12 +128,17 @@ func (s *idleStream) step() Reason {
 		}
 		return ReasonShutdown
 	}
+	if s.readDue.Swap(false) {
+		if end := s.read(); end != "" {
+			return end
+		}
+	}
 	wrote, end := s.drain(s.ctx, s.feed)
 	if end != "" {
 		return end
 	}
 	if !wrote && s.pingDue.Load() {
-		if err := s.write(pingComment); err != "" {
+		if err := s.write(s.ping()); err != "" {
 			return err
 		}
 		wrote = true
@@ -132,12 +150,30 @@ func (s *idleStream) step() Reason {
 	return ""
 }
 
+// read lets the Inbound take what the client sent and writes its answer.
+func (s *idleStream) read() Reason {
+	bp := bufPool.Get().(*[]byte)
+	out, end := s.opt.Inbound.Read((*bp)[:0])
+	err := s.write(out)
+	if cap(out) <= maxPooledBuffer {
+		*bp = out[:0]
+		bufPool.Put(bp)
+	}
+	if err != "" {
+		return err
+	}
+	return end
+}
+
 // end unhooks the stream from everything that could schedule it, then
 // reports why it ended.
 func (s *idleStream) end(reason Reason) {
 	s.state.Store(stateEnded)
 	s.feed.SetNotify(nil)
 	s.stopCtx()
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
 	if s.timer != nil {
 		s.timer.Stop()
 	}

@@ -263,3 +263,85 @@ func TestStartZeroAllocsPerEvent(t *testing.T) {
 		t.Fatalf("ended %q", r)
 	}
 }
+
+// fakeInbound records Start's use of an Inbound: Read answers with the
+// next of replies.
+type fakeInbound struct {
+	mu       sync.Mutex
+	readable func()
+	stopped  bool
+	reads    int
+	replies  []inboundReply
+}
+
+type inboundReply struct {
+	out string
+	end Reason
+}
+
+func (in *fakeInbound) Watch(readable func()) (func(), error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.readable = readable
+	return func() {
+		in.mu.Lock()
+		in.stopped = true
+		in.mu.Unlock()
+	}, nil
+}
+
+func (in *fakeInbound) Read(dst []byte) ([]byte, Reason) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.reads++
+	r := in.replies[0]
+	in.replies = in.replies[1:]
+	return append(dst, r.out...), r.end
+}
+
+func (in *fakeInbound) tell() {
+	in.mu.Lock()
+	f := in.readable
+	in.mu.Unlock()
+	f()
+}
+
+// TestStartInbound: what the client sends is read on the stream's own
+// goroutine when the watch says so, never otherwise; Read's answer is
+// written; its Reason ends the stream, and the watch is stopped before
+// done. The heartbeat writes Options.Ping when set.
+func TestStartInbound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in := &fakeInbound{replies: []inboundReply{{out: "PONG"}, {out: "BYE", end: ReasonClientGone}}}
+		feed := &notifyFeed{}
+		w := &recordingWriter{}
+		ended := make(chan Reason, 2)
+		Start(context.Background(), w, feed, Options{Heartbeat: time.Second, Ping: []byte("PING"), Inbound: in},
+			func(r Reason) {
+				in.mu.Lock()
+				if !in.stopped {
+					t.Error("done before the watch was stopped")
+				}
+				in.mu.Unlock()
+				ended <- r
+			})
+		synctest.Wait()
+		feed.publish("data: a\n\n", "")
+		synctest.Wait()
+		if in.reads != 0 {
+			t.Fatal("read without being told the client sent something")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		in.tell()
+		synctest.Wait()
+		if got := w.String(); got != "data: a\n\nPINGPONG" {
+			t.Fatalf("wrote %q", got)
+		}
+		in.tell()
+		synctest.Wait()
+		if r := <-ended; r != ReasonClientGone || !strings.HasSuffix(w.String(), "BYE") {
+			t.Fatalf("ended %q after %q", r, w.String())
+		}
+	})
+}
