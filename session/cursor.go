@@ -66,22 +66,25 @@ func IDHash(id string) uint64 {
 // String encodes the cursor: "BASE~HASH", "BASE~" for a watermark, "~"
 // for the beginning.
 func (c Cursor) String() string {
+	var buf [64]byte
+	return string(c.Append(buf[:0]))
+}
+
+// Append appends the cursor's encoding (String) to dst.
+func (c Cursor) Append(dst []byte) []byte {
 	if c.Beginning {
-		return string(cursorSep)
+		return append(dst, cursorSep)
 	}
+	dst = append(dst, c.Base...)
+	dst = append(dst, cursorSep)
 	if !c.HasHash {
-		return c.Base + string(cursorSep)
+		return dst
 	}
 	var raw [8]byte
 	binary.BigEndian.PutUint64(raw[:], c.Hash)
-	var b strings.Builder
-	b.Grow(len(c.Base) + 1 + hashLen)
-	b.WriteString(c.Base)
-	b.WriteByte(cursorSep)
 	var enc [hashLen]byte
 	base64.RawURLEncoding.Encode(enc[:], raw[:])
-	b.Write(enc[:])
-	return b.String()
+	return append(dst, enc[:]...)
 }
 
 // ParseCursor decodes a cursor sent back by a client.

@@ -28,12 +28,17 @@ type fanOut struct {
 // newFanOut opens a session with n subscribers that joined "now" and
 // publishes ev as every activity. No goroutine of the session runs.
 func newFanOut(tb testing.TB, n int, ev sse.Event) *fanOut {
+	return newFanOutWire(tb, n, ev, WireSSE)
+}
+
+// newFanOutWire is newFanOut with subscribers of the given wire.
+func newFanOutWire(tb testing.TB, n int, ev sse.Event, wire Wire) *fanOut {
 	m := NewManager(nil, Config{Logger: zerolog.Nop()})
 	tb.Cleanup(func() { _ = m.Close(context.Background()) })
 	s := newSession(m, Request{ConversationID: "fanout", Credential: "fanout-token"}, Offer{}, false)
 	f := &fanOut{s: s, ev: ev, batch: make([]Entry, 1)}
 	for range n {
-		sub := newSubscriber(s, nil)
+		sub := newSubscriber(s, nil, wire)
 		s.mu.Lock()
 		sub.acc = s.grantLocked("fanout-token") // what subscribe does once verified
 		s.subs[sub] = struct{}{}

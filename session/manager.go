@@ -46,6 +46,8 @@ type Request struct {
 	Credential string
 	// Cursor to resume after; nil means from now on.
 	Cursor *Cursor
+	// Wire is how the stream is encoded.
+	Wire Wire
 }
 
 // Manager owns the sessions of this process: at most one per conversation.

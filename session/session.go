@@ -169,7 +169,7 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 	if err := s.verify(ctx, req.Credential); err != nil {
 		return nil, err
 	}
-	sub := newSubscriber(s, req.Cursor)
+	sub := newSubscriber(s, req.Cursor, req.Wire)
 	if sub.pos == 0 {
 		// The log cannot serve the cursor: fetch what it misses now,
 		// so that a cursor Direct Line does not know is refused (400)

@@ -12,6 +12,8 @@ import (
 // session's log. Only one goroutine (the stream loop) calls Next.
 type Subscriber struct {
 	s      *Session
+	wire   Wire
+	set    wsSet   // WireWebSocket: the frame being filled
 	acc    *access // what its credential lets it read; set on attach
 	wakeC  chan struct{}
 	notify atomic.Pointer[func()] // set by sse.Start: called instead of wakeC
@@ -54,8 +56,8 @@ type anchor struct {
 
 var _ sse.Notifier = (*Subscriber)(nil)
 
-func newSubscriber(s *Session, cursor *Cursor) *Subscriber {
-	sub := &Subscriber{s: s, wakeC: make(chan struct{}, 1)}
+func newSubscriber(s *Session, cursor *Cursor, wire Wire) *Subscriber {
+	sub := &Subscriber{s: s, wire: wire, set: wsSet{at: -1}, wakeC: make(chan struct{}, 1)}
 	sub.read = sub.take
 	head, here := s.log.Position()
 	sub.attachHead = head
@@ -118,10 +120,15 @@ func (sub *Subscriber) Close() {
 const ReasonUpstream sse.Reason = "upstream_error"
 
 // Next implements sse.Feed: status changes first, then fetched activities,
-// then the shared log.
+// then the shared log, encoded for the subscriber's wire.
 func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason) {
+	dst, end := sub.next(ctx, dst)
+	return sub.closeSet(dst), end
+}
+
+func (sub *Subscriber) next(ctx context.Context, dst []byte) ([]byte, sse.Reason) {
 	if ev := sub.acc.ended.Load(); ev != nil {
-		return append(dst, *ev...), ReasonTokenExpired
+		return sub.appendLast(dst, *ev, nil), ReasonTokenExpired
 	}
 	dst = sub.appendStatus(dst)
 	max := sub.s.m.cfg.MaxBatch
@@ -129,7 +136,7 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		if err := sub.catchUp(ctx); err != nil {
 			// Passing trouble, not the end of the conversation: the
 			// client comes back with its cursor after the retry hint.
-			return append(dst, unavailableEvent...), ReasonUpstream
+			return sub.appendLast(dst, unavailableEvent, ErrUnavailable), ReasonUpstream
 		}
 	}
 	delivered := 0
@@ -138,8 +145,8 @@ func (sub *Subscriber) Next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		p := sub.pending[0]
 		sub.pending[0] = pendingEvent{}
 		sub.pending = sub.pending[1:]
-		dst = append(dst, p.ev...)
 		sub.last = p.cursor
+		dst = sub.appendActivity(dst, p.ev, true)
 		delivered++
 	}
 	if len(sub.pending) > 0 {
@@ -204,11 +211,11 @@ func (sub *Subscriber) take(e *Entry) bool {
 	if !e.Durable && e.Seq < sub.attachHead {
 		return true // typing from before we came: history, not news
 	}
-	sub.batch = append(sub.batch, e.Event...)
-	sub.delivered++
 	if e.Durable {
 		sub.last = e.Cursor()
 	}
+	sub.batch = sub.appendActivity(sub.batch, e.Event, e.Durable)
+	sub.delivered++
 	return true
 }
 
@@ -217,6 +224,9 @@ func (sub *Subscriber) take(e *Entry) bool {
 // its id: a client that loses the stream before any activity arrived then
 // resumes from where it joined, not from "now", and loses nothing.
 func (sub *Subscriber) appendStatus(dst []byte) []byte {
+	if sub.wire != WireSSE {
+		return dst // Direct Line's stream has no such thing
+	}
 	data, ver := sub.s.currentStatus(sub.statusVer)
 	if data == nil {
 		return dst
@@ -230,12 +240,12 @@ func (sub *Subscriber) appendStatus(dst []byte) []byte {
 func (sub *Subscriber) endIfOver(dst *[]byte) sse.Reason {
 	s := sub.s
 	s.mu.Lock()
-	over, ev := s.over, s.terminal
+	over, ev, why := s.over, s.terminal, s.overErr
 	s.mu.Unlock()
 	if !over {
 		return ""
 	}
 	*dst = sub.appendStatus(*dst)
-	*dst = append(*dst, ev...)
+	*dst = sub.appendLast(*dst, ev, why)
 	return sse.ReasonEnded
 }
