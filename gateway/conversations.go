@@ -34,12 +34,21 @@ func (g *Gateway) startConversation(c *fiber.Ctx) error {
 }
 
 // reconnect proxies GET /conversations/{id}?watermark=W the same way.
+// W may be one of dlsse's cursors (DirectLineJS reconnects with the last
+// watermark its WebSocket stream gave, and those are cursors): Direct
+// Line is then asked from the cursor's own watermark, and the stream URL
+// resumes from the cursor, exactly after the last activity the client has.
 func (g *Gateway) reconnect(c *fiber.Ctx) error {
 	return g.conversationCall(c, false)
 }
 
 func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
-	resp, err := g.send(c, requestBody(c), g.cfg.ForwardTimeout)
+	wm := c.Query("watermark")
+	resume, isCursor := askedCursor(wm)
+	if isCursor {
+		wm = resume.Base // "" for the beginning
+	}
+	resp, err := g.sendWatermark(c, requestBody(c), g.cfg.ForwardTimeout, wm)
 	if err != nil {
 		return err
 	}
@@ -92,7 +101,9 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 			ExpiresIn:   conv.ExpiresIn,
 		})
 	} else {
-		if wm := streamURLWatermark(conv.StreamURL, c.Query("watermark")); wm != "" {
+		if isCursor {
+			from.Set("lastEventId", resume.String())
+		} else if wm := streamURLWatermark(conv.StreamURL, wm); wm != "" {
 			from.Set("watermark", wm)
 		}
 		g.sessions.Accepted(id, now, clientCredential, conv.Token)
@@ -120,6 +131,16 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 	return c.Send(out)
 }
 
+// askedCursor reads a reconnect's watermark parameter as one of dlsse's
+// cursors, which always hold '~' (never found in a Direct Line watermark).
+func askedCursor(wm string) (session.Cursor, bool) {
+	if !strings.Contains(wm, "~") {
+		return session.Cursor{}, false
+	}
+	cur, err := session.ParseCursor(wm)
+	return cur, err == nil
+}
+
 // streamURLWatermark is the watermark a reconnect answer's stream replays
 // from: the one in Direct Line's URL, else the one the client asked for;
 // "" when neither is a valid watermark (the stream starts from now).
@@ -135,11 +156,11 @@ func streamURLWatermark(upstreamURL, asked string) string {
 	return ""
 }
 
-// streamURL is this gateway's SSE URL for a conversation, with query (the
-// credential as t=, so that a plain EventSource(streamUrl) works, and where
-// the stream starts).
+// streamURL is this gateway's stream URL for a conversation, with query
+// (the credential as t=, so that a plain EventSource(streamUrl) works, and
+// where the stream starts); its scheme suits the client (streamScheme).
 func (g *Gateway) streamURL(c *fiber.Ctx, conversationID string, query url.Values) string {
-	u := g.publicBase(c) + "/v3/directline/conversations/" + url.PathEscape(conversationID) + "/stream"
+	u := g.streamScheme(c, g.publicBase(c)) + "/v3/directline/conversations/" + url.PathEscape(conversationID) + "/stream"
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/dlsse/dlsse/internal/defaults"
+	"github.com/dlsse/dlsse/internal/wsframe"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -113,6 +114,13 @@ type Config struct {
 	// the instance out. Zero: stop at once.
 	DrainDelay time.Duration
 
+	// SSEOnly refuses WebSocket upgrades of stream URLs (400) and gives
+	// every client an http(s) stream URL. By default a stream URL may be
+	// opened as a WebSocket speaking Direct Line's stream protocol (what
+	// DirectLineJS does), and clients that identify as DirectLineJS get
+	// ws(s):// stream URLs.
+	SSEOnly bool
+
 	// DemoPages serves the plain demo page at / (and its script at
 	// /app.js) and the Web Chat page at /webchat. Off: those paths are
 	// Direct Line-shaped 404s.
@@ -123,16 +131,20 @@ type Config struct {
 	WebChatBundle string
 }
 
-// Observer is told about SSE streams, for metrics.
+// Observer is told about streams, for metrics.
 type Observer interface {
-	StreamOpened()
-	StreamClosed(reason sse.Reason)
+	StreamOpened(wire session.Wire)
+	StreamClosed(wire session.Wire, reason sse.Reason)
+	// UpgradeRefused counts a WebSocket upgrade refused, by reason
+	// (UpgradeRefusals).
+	UpgradeRefused(reason string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) StreamOpened()           {}
-func (nopObserver) StreamClosed(sse.Reason) {}
+func (nopObserver) StreamOpened(session.Wire)             {}
+func (nopObserver) StreamClosed(session.Wire, sse.Reason) {}
+func (nopObserver) UpgradeRefused(string)                 {}
 
 func (c *Config) setDefaults() {
 	defaults.Set(&c.Heartbeat, DefaultHeartbeat)
@@ -180,7 +192,9 @@ type Gateway struct {
 	webchat *staticFile // nil: no Web Chat bundle to serve
 	trust   proxyTrust  // trusted_proxies
 
-	sseOptions sse.Options // the same for every stream
+	sseOptions sse.Options // the same for every SSE stream, but Inbound
+	wsOptions  sse.Options // the same for every WebSocket stream, but Inbound
+	watchers   watchers    // hear from the clients of every stream
 
 	listener atomic.Pointer[quietListener] // set by Serve
 }
@@ -211,6 +225,12 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		Heartbeat:    g.cfg.Heartbeat,
 		WriteTimeout: g.cfg.SSEWriteTimeout,
 		OnShutdown:   g.shutdownRetry,
+	}
+	g.wsOptions = sse.Options{
+		Heartbeat:    g.cfg.Heartbeat,
+		WriteTimeout: g.cfg.SSEWriteTimeout,
+		OnShutdown:   shutdownClose,
+		Ping:         wsframe.Ping,
 	}
 	g.stopCtx, g.stop = context.WithCancel(context.Background())
 	g.app = fiber.New(fiber.Config{
@@ -329,6 +349,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	errREST := g.app.ShutdownWithContext(ctx)
 	errStreams := g.streams.Wait(ctx)
+	g.watchers.close()
 	return errors.Join(errREST, errStreams)
 }
 

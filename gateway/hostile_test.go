@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/dlsse/dlsse/gateway"
+	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/sse/ssetest"
 )
@@ -735,13 +736,15 @@ type hostileReasons struct {
 
 func newHostileReasons() *hostileReasons { return &hostileReasons{closed: map[sse.Reason]int{}} }
 
-func (c *hostileReasons) StreamOpened() {
+func (c *hostileReasons) UpgradeRefused(string) {}
+
+func (c *hostileReasons) StreamOpened(session.Wire) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.open++
 }
 
-func (c *hostileReasons) StreamClosed(r sse.Reason) {
+func (c *hostileReasons) StreamClosed(_ session.Wire, r sse.Reason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed[r]++

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/limiter"
 )
@@ -102,11 +103,12 @@ func (g *Gateway) requestLimiter() fiber.Handler {
 		Storage:      newRateStore(),
 		KeyGenerator: g.clientKey,
 		LimitReached: func(c *fiber.Ctx) error {
-			if strings.HasSuffix(c.Path(), "/stream") {
+			if strings.HasSuffix(c.Path(), "/stream") && !websocket.FastHTTPIsWebSocketUpgrade(c.Context()) {
 				// A fleet of browsers behind one corporate proxy
 				// reconnecting after a restart is not abuse: tell
 				// them to come back (a 429 would make EventSource
-				// give up for good).
+				// give up for good). A WebSocket client retries
+				// anyway: it gets the 429.
 				return g.comeBackLater(c, "too many requests from this address")
 			}
 			return &apiError{status: http.StatusTooManyRequests, code: codeThrottled,

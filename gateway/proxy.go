@@ -49,10 +49,11 @@ func upstreamPath(c *fiber.Ctx) (string, error) {
 const maxUserIDLen = 256
 
 // upstreamQuery rebuilds the query string from the parameters Direct Line
-// knows, checked and escaped, so nothing else rides along upstream.
-func upstreamQuery(c *fiber.Ctx) (string, error) {
+// knows, checked and escaped, so nothing else rides along upstream; wm is
+// the watermark to send.
+func upstreamQuery(c *fiber.Ctx, wm string) (string, error) {
 	q := url.Values{}
-	if wm := c.Query("watermark"); wm != "" {
+	if wm != "" {
 		if !upstream.ValidWatermark(wm) {
 			return "", newError(http.StatusBadRequest, codeBadArgument, "invalid watermark")
 		}
@@ -96,6 +97,11 @@ func refuseBody(c *fiber.Ctx) {
 // timeout, and returns the answer. Its Body cancels the call's context
 // when closed (fasthttp closes it once sent).
 func (g *Gateway) send(c *fiber.Ctx, body io.Reader, timeout time.Duration) (*http.Response, error) {
+	return g.sendWatermark(c, body, timeout, c.Query("watermark"))
+}
+
+// sendWatermark is send with the watermark query parameter replaced by wm.
+func (g *Gateway) sendWatermark(c *fiber.Ctx, body io.Reader, timeout time.Duration, wm string) (*http.Response, error) {
 	path, err := upstreamPath(c)
 	if err != nil {
 		return nil, err
@@ -109,7 +115,7 @@ func (g *Gateway) send(c *fiber.Ctx, body io.Reader, timeout time.Duration) (*ht
 	if c.Method() == fiber.MethodGet {
 		body = nil
 	}
-	query, err := upstreamQuery(c)
+	query, err := upstreamQuery(c, wm)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // quietListener remembers the connections that have not sent a byte yet,
@@ -110,4 +112,13 @@ func (c *quietConn) Close() error {
 		c.l.heard(c)
 	}
 	return c.Conn.Close()
+}
+
+// SyscallConn exposes the connection's descriptor, for the watcher that
+// hears from stream clients (inbound.go).
+func (c *quietConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }

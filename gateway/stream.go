@@ -12,9 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
 	"github.com/rs/zerolog"
 
+	"github.com/dlsse/dlsse/internal/wsframe"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -64,17 +66,31 @@ type streamRequest struct {
 	credential     string
 	cursor         *session.Cursor
 	remote         string
-	headers        string // extra header lines for the answer (CORS)
+	headers        string       // extra header lines for the answer (CORS)
+	wire           session.Wire // WireWebSocket: an upgrade, answered 101
+	accept         string       // WireWebSocket: Sec-WebSocket-Accept
 }
 
-// stream answers GET /conversations/{id}/stream. It checks the request,
+// stream answers GET /conversations/{id}/stream, as an event stream or,
+// asked to upgrade, as a WebSocket (websocket.go). It checks the request,
 // then takes the connection over: the subscription (which may wait for
 // Direct Line) and the event loop run on the hijacked connection, so the
 // outcome, whatever it is, is written there as a complete HTTP answer.
 func (g *Gateway) stream(c *fiber.Ctx) error {
+	var accept string
+	upgrade := websocket.FastHTTPIsWebSocketUpgrade(c.Context())
+	if upgrade {
+		var err error
+		if accept, err = g.acceptUpgrade(c); err != nil {
+			return err
+		}
+	}
 	req, err := g.parseStreamRequest(c)
 	if err != nil {
 		return err
+	}
+	if upgrade {
+		req.wire, req.accept = session.WireWebSocket, accept
 	}
 	req.headers = middlewareHeaders(c)
 	c.Context().HijackSetNoResponse(true)
@@ -92,7 +108,7 @@ func (g *Gateway) stream(c *fiber.Ctx) error {
 			// Shutting down: a 200 that ends at once, with a
 			// jittered retry hint, sends the browser to another
 			// replica; a 503 would make EventSource give up.
-			g.refuseStream(conn, req.headers, session.ErrClosed, g.lg)
+			g.refuseStream(conn, req, session.ErrClosed, g.lg)
 			conn.Close()
 			return
 		}
@@ -113,14 +129,14 @@ func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
 		g.streams.done()
 		return
 	}
-	g.cfg.Observer.StreamOpened()
-	sse.Start(g.stopCtx, conn, sub, g.sseOptions, func(reason sse.Reason) {
-		g.cfg.Observer.StreamClosed(reason)
+	g.cfg.Observer.StreamOpened(req.wire)
+	sse.Start(g.stopCtx, conn, sub, g.streamOptions(conn, req.wire), func(reason sse.Reason) {
+		g.cfg.Observer.StreamClosed(req.wire, reason)
 		sub.Close()
 		release()
 		conn.Close()
 		if e := g.lg.Debug(); e.Enabled() {
-			e.Str("conversation_id", sub.ConversationID()).Str("reason", string(reason)).Msg("stream closed")
+			e.Str("conversation_id", sub.ConversationID()).Stringer("wire", req.wire).Str("reason", string(reason)).Msg("stream closed")
 		}
 		g.streams.done() // last: Shutdown may return once it is called
 	})
@@ -137,7 +153,7 @@ func (g *Gateway) subscribeStream(conn net.Conn, req streamRequest) (*session.Su
 	// session, and an ended conversation answers garbage as an unknown
 	// one does.
 	if err := g.sessions.Verify(ctx, req.conversationID, req.credential); err != nil {
-		g.refuseStream(conn, req.headers, err, lg)
+		g.refuseStream(conn, req, err, lg)
 		return nil, nil
 	}
 	release, refused := g.admit.admit(req.conversationID, req.remote)
@@ -149,19 +165,24 @@ func (g *Gateway) subscribeStream(conn net.Conn, req streamRequest) (*session.Su
 		ConversationID: req.conversationID,
 		Credential:     req.credential,
 		Cursor:         req.cursor,
+		Wire:           req.wire,
 	})
 	if err != nil {
 		release()
-		g.refuseStream(conn, req.headers, err, lg)
+		g.refuseStream(conn, req, err, lg)
 		return nil, nil
 	}
+	head := streamHead(req.headers)
+	if req.wire == session.WireWebSocket {
+		head = upgradeHead(req.accept, req.headers)
+	}
 	_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
-	if _, err := conn.Write(streamHead(req.headers)); err != nil {
+	if _, err := conn.Write(head); err != nil {
 		sub.Close()
 		release()
 		return nil, nil
 	}
-	lg.Debug().Str("remote", req.remote).Msg("stream opened")
+	lg.Debug().Str("remote", req.remote).Stringer("wire", req.wire).Msg("stream opened")
 	return sub, release
 }
 
@@ -224,8 +245,16 @@ func (g *Gateway) parseStreamRequest(c *fiber.Ctx) (streamRequest, error) {
 // refuseStream answers a stream that cannot be served. A refusal by Direct
 // Line is final and gets its real status, so EventSource stops. A passing
 // failure gets 200 with a status event and the stream ends: EventSource
-// gives up for good on any non-200, but retries a 200 that ends.
-func (g *Gateway) refuseStream(conn net.Conn, headers string, err error, lg zerolog.Logger) {
+// gives up for good on any non-200, but retries a 200 that ends. A
+// WebSocket client gets the real status whatever it is: Direct Line
+// clients retry any failed stream through the reconnect route.
+func (g *Gateway) refuseStream(conn net.Conn, req streamRequest, err error, lg zerolog.Logger) {
+	headers := req.headers
+	if req.wire == session.WireWebSocket {
+		lg.Info().Err(err).Msg("WebSocket stream refused")
+		writeErrorResponse(conn, headers, toAPIError(err))
+		return
+	}
 	if errors.Is(err, session.ErrEnded) {
 		// 204 is the standard "stop, don't reconnect" for EventSource.
 		_ = conn.SetWriteDeadline(time.Now().Add(g.cfg.SSEWriteTimeout))
@@ -269,6 +298,31 @@ func (g *Gateway) comeBackLater(c *fiber.Ctx, reason string) error {
 	c.Set(fiber.HeaderCacheControl, "no-cache, no-transform")
 	c.Set("X-Accel-Buffering", "no")
 	return c.Status(http.StatusOK).Send(b)
+}
+
+// streamOptions are the stream loop's options for a connection: the
+// shared ones, and how it hears from its client.
+func (g *Gateway) streamOptions(conn net.Conn, wire session.Wire) sse.Options {
+	opt := g.sseOptions
+	base, watched := newConnInbound(conn, &g.watchers)
+	if wire == session.WireWebSocket {
+		opt = g.wsOptions
+		if watched {
+			opt.Inbound = &wsInbound{connInbound: base, frames: wsframe.Reader{MaxMessage: maxClientMessage}}
+		}
+		return opt
+	}
+	if watched {
+		opt.Inbound = &sseInbound{connInbound: base}
+	}
+	return opt
+}
+
+// shutdownClose is the last frame of a WebSocket stream when the gateway
+// stops: Direct Line clients reconnect after any close, through the
+// reconnect route, after a random 3–15 s (their own jitter).
+func shutdownClose(dst []byte) []byte {
+	return wsframe.AppendClose(dst, wsframe.CloseGoingAway, "server restarting; reconnect")
 }
 
 // shutdownRetry is the last thing a stream gets when the gateway stops: a

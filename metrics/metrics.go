@@ -14,6 +14,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/dlsse/dlsse/cluster"
+	"github.com/dlsse/dlsse/gateway"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -27,6 +28,9 @@ type Metrics struct {
 	sessions            prometheus.Gauge
 	upstreamSockets     prometheus.Gauge
 	subscribers         prometheus.Gauge
+	wsSubscribers       prometheus.Gauge
+	wsDisconnects       *prometheus.CounterVec
+	upgradesRefused     *prometheus.CounterVec
 	activitiesReceived  prometheus.Counter
 	activitiesDelivered prometheus.Counter
 	reconnects          *prometheus.CounterVec
@@ -57,6 +61,12 @@ func New() *Metrics {
 		Help: "Direct Line WebSockets open."})
 	m.subscribers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_sse_subscribers_open",
 		Help: "SSE streams open."})
+	m.wsSubscribers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_websocket_subscribers_open",
+		Help: "WebSocket streams open (Direct Line's stream protocol)."})
+	m.wsDisconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_websocket_disconnects_total",
+		Help: "WebSocket streams ended, by reason (the SSE reasons, and protocol_error)."}, []string{"reason"})
+	m.upgradesRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_websocket_upgrades_refused_total",
+		Help: "WebSocket upgrades of stream URLs refused, by reason (disabled, origin, handshake)."}, []string{"reason"})
 	m.activitiesReceived = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_activities_received_total",
 		Help: "Activities received from Direct Line and added to a replay log (duplicates not counted)."})
 	m.activitiesDelivered = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_activities_delivered_total",
@@ -68,7 +78,7 @@ func New() *Metrics {
 	m.reconnectDelay = prometheus.NewCounter(prometheus.CounterOpts{Name: "dlsse_upstream_reconnect_delay_seconds_total",
 		Help: "Time reconnect attempts waited for the reconnect limit, on top of their backoff, summed."})
 	m.disconnects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_sse_disconnects_total",
-		Help: "SSE streams ended, by reason (slow, client_gone, shutdown, ended, upstream_error, token_expired)."}, []string{"reason"})
+		Help: "SSE streams ended, by reason (slow, client_gone, shutdown, ended, upstream_error, token_expired, protocol_error)."}, []string{"reason"})
 	m.breakerState = prometheus.NewGauge(prometheus.GaugeOpts{Name: "dlsse_breaker_state",
 		Help: "Direct Line circuit breaker: 0 closed, 1 half-open, 2 open."})
 	m.breakerTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dlsse_breaker_transitions_total",
@@ -92,7 +102,7 @@ func New() *Metrics {
 	m.buildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "dlsse_build_info",
 		Help: "1, labelled with the version dlsse -version prints."}, []string{"version"})
 
-	for _, c := range []prometheus.Collector{m.sessions, m.upstreamSockets, m.subscribers, m.activitiesReceived,
+	for _, c := range []prometheus.Collector{m.sessions, m.upstreamSockets, m.subscribers, m.wsSubscribers, m.wsDisconnects, m.upgradesRefused, m.activitiesReceived,
 		m.activitiesDelivered, m.reconnects, m.reconnectsDelayed, m.reconnectDelay, m.disconnects, m.breakerState, m.breakerTransitions,
 		m.upstreamRequests, m.replay, m.tokenRefreshes, m.buildInfo, m.owned, m.ownership, m.redisCalls, m.redisErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
@@ -104,8 +114,12 @@ func New() *Metrics {
 		m.reconnects.WithLabelValues(string(r))
 	}
 	for _, r := range []sse.Reason{sse.ReasonSlow, sse.ReasonClientGone, sse.ReasonShutdown, sse.ReasonEnded,
-		session.ReasonUpstream, session.ReasonTokenExpired} {
+		session.ReasonUpstream, session.ReasonTokenExpired, session.ReasonProtocolError} {
 		m.disconnects.WithLabelValues(string(r))
+		m.wsDisconnects.WithLabelValues(string(r))
+	}
+	for _, r := range gateway.UpgradeRefusals() {
+		m.upgradesRefused.WithLabelValues(r)
 	}
 	for _, st := range []gobreaker.State{gobreaker.StateClosed, gobreaker.StateHalfOpen, gobreaker.StateOpen} {
 		m.breakerTransitions.WithLabelValues(st.String())
@@ -182,11 +196,26 @@ func (m *Metrics) Ownership(e session.OwnershipEvent) {
 		m.owned.Dec()
 	}
 }
-func (m *Metrics) StreamOpened() { m.subscribers.Inc() }
-func (m *Metrics) StreamClosed(reason sse.Reason) {
+
+// The gateway.Observer methods.
+
+func (m *Metrics) StreamOpened(wire session.Wire) {
+	if wire == session.WireWebSocket {
+		m.wsSubscribers.Inc()
+		return
+	}
+	m.subscribers.Inc()
+}
+func (m *Metrics) StreamClosed(wire session.Wire, reason sse.Reason) {
+	if wire == session.WireWebSocket {
+		m.wsSubscribers.Dec()
+		m.wsDisconnects.WithLabelValues(string(reason)).Inc()
+		return
+	}
 	m.subscribers.Dec()
 	m.disconnects.WithLabelValues(string(reason)).Inc()
 }
+func (m *Metrics) UpgradeRefused(reason string) { m.upgradesRefused.WithLabelValues(reason).Inc() }
 
 // ReconnectDelayed counts a reconnect held back by the reconnect limit,
 // and how long.

@@ -142,11 +142,15 @@ func TestObserverEventsMoveTheirSeries(t *testing.T) {
 	m.TokenRefreshed(nil)
 	m.TokenRefreshed(errors.New("refused"))
 	m.TokenRefreshed(errors.New("refused"))
-	m.StreamOpened()
-	m.StreamOpened()
-	m.StreamOpened()
-	m.StreamClosed(sse.ReasonClientGone)
-	m.StreamClosed(session.ReasonUpstream)
+	m.StreamOpened(session.WireSSE)
+	m.StreamOpened(session.WireSSE)
+	m.StreamOpened(session.WireSSE)
+	m.StreamClosed(session.WireSSE, sse.ReasonClientGone)
+	m.StreamClosed(session.WireSSE, session.ReasonUpstream)
+	m.StreamOpened(session.WireWebSocket)
+	m.StreamOpened(session.WireWebSocket)
+	m.StreamClosed(session.WireWebSocket, session.ReasonProtocolError)
+	m.UpgradeRefused("origin")
 
 	g := gather(t, m)
 	g.expect(t, "dlsse_sessions_open", 1)
@@ -166,6 +170,10 @@ func TestObserverEventsMoveTheirSeries(t *testing.T) {
 	g.expect(t, "dlsse_sse_disconnects_total", 1, "reason", "client_gone")
 	g.expect(t, "dlsse_sse_disconnects_total", 1, "reason", "upstream_error")
 	g.expect(t, "dlsse_sse_disconnects_total", 0, "reason", "slow")
+	g.expect(t, "dlsse_websocket_subscribers_open", 1)
+	g.expect(t, "dlsse_websocket_disconnects_total", 1, "reason", "protocol_error")
+	g.expect(t, "dlsse_websocket_upgrades_refused_total", 1, "reason", "origin")
+	g.expect(t, "dlsse_websocket_upgrades_refused_total", 0, "reason", "disabled")
 }
 
 func TestUpstreamHooksRecordRequestsAndBreaker(t *testing.T) {

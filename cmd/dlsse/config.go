@@ -30,6 +30,7 @@ type Config struct {
 
 	ReplayBuffer int           `koanf:"replay_buffer"`
 	MaxBatch     int           `koanf:"max_batch_bytes"`
+	WebSockets   bool          `koanf:"websocket_streams"`
 	IdleGrace    time.Duration `koanf:"idle_grace"`
 	VerifyTTL    time.Duration `koanf:"verify_ttl"`
 	BackoffBase  time.Duration `koanf:"backoff_base"`
@@ -97,6 +98,7 @@ func defaults() Config {
 		LogLevel:                  "info",
 		LogFormat:                 "json",
 		Heartbeat:                 gateway.DefaultHeartbeat,
+		WebSockets:                true,
 		Retry:                     gateway.DefaultRetry,
 		ShutdownJitter:            gateway.DefaultShutdownJitter,
 		SSEWriteTimeout:           gateway.DefaultSSEWriteTimeout,

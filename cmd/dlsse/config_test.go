@@ -55,6 +55,7 @@ func TestConfigDefaults(t *testing.T) {
 		LogLevel:          "info",
 		LogFormat:         "json",
 		Heartbeat:         gateway.DefaultHeartbeat,
+		WebSockets:        true,
 		Retry:             gateway.DefaultRetry,
 		ShutdownJitter:    gateway.DefaultShutdownJitter,
 		SSEWriteTimeout:   gateway.DefaultSSEWriteTimeout,

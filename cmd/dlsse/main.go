@@ -199,6 +199,7 @@ func serve(ctx context.Context, cfg Config, lg zerolog.Logger) error {
 		ReadyIgnoresShared:   cfg.ReadyIgnoresRedis,
 		DrainDelay:           cfg.ShutdownDrain,
 		DemoPages:            cfg.DemoPages,
+		SSEOnly:              !cfg.WebSockets,
 		WebChatBundle:        cfg.WebChatBundle,
 
 		ReadTimeout:               cfg.ReadTimeout,

@@ -89,11 +89,16 @@ func (e *Epoll) Watch(c syscall.Conn, readable func()) (func(), error) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			delete(e.watches, id)
+			if e.closed {
+				return // the set is gone, and its number may be another's now
+			}
 			// A closed descriptor left the set by itself.
 			_ = rc.Control(func(fd uintptr) {
 				_ = unix.EpollCtl(e.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 			})
-			e.forget(id)
 		})
 	}, nil
 }
