@@ -4,9 +4,9 @@
 //
 //   DirectLineJS (Node; xhr2, ws) → dlsse → directline-fake
 //
-// Polling mode (webSocket: false) works today. WebSocket mode (DirectLineJS's
-// default) waits for dlsse's WebSocket streams: its tests are here, marked
-// todo. Run by ./scripts/test:
+// Both modes: polling (webSocket: false) and WebSocket (DirectLineJS's
+// default), where dlsse's stream URL speaks Direct Line's stream protocol.
+// Run by ./scripts/test:
 //   (cd test/directlinejs && npm ci) && node --test test/directlinejs/
 
 import { after, before, describe, test } from 'node:test';
@@ -55,7 +55,7 @@ function check(name, opts, body) {
     try {
       await body(t);
     } catch (err) {
-      if (!opts.todo) failed = true;
+      failed = true;
       throw err;
     } finally {
       for (const inbox of inboxes) inbox.close();
@@ -198,17 +198,11 @@ describe(`DirectLineJS ${version}, polling (webSocket: false)`, () => {
 });
 
 describe('DirectLineJS, WebSocket mode (webSocket: true, its default)', () => {
-  // TODO: these wait for dlsse's WebSocket streams (issue 12, items 1-3).
-  // Until the stream URL accepts an upgrade, DirectLineJS's socket fails
-  // (dlsse answers 200 text/event-stream) and each test fails at once, at
-  // its first step; node:test runs todo tests without failing the run.
-  // They must become real (drop the todo) when the server side lands.
-  const todo = "waits for dlsse's WebSocket streams (issue 12, items 1-3)";
   // random: DirectLineJS waits 3 s + random × 12 s before reconnecting a
   // closed socket; 0 makes that 3 s.
   const ws = { webSocket: true, random: () => 0 };
 
-  check('starts, opens the stream as a WebSocket, posts, receives the echo', { todo }, async () => {
+  check('starts, opens the stream as a WebSocket, posts, receives the echo', {}, async () => {
     const opened = nextSocketOpens();
     const from = calls.length;
     const { dl, inbox } = client({ token: await newToken(), ...ws });
@@ -220,14 +214,14 @@ describe('DirectLineJS, WebSocket mode (webSocket: true, its default)', () => {
     assert.equal(calls.slice(from).filter((c) => c.url.includes('/activities?')).length, 0, 'no polling');
   });
 
-  check('20 posts arrive in order, exactly once', { todo }, async () => {
+  check('20 posts arrive in order, exactly once', {}, async () => {
     const opened = nextSocketOpens();
     const { dl, inbox } = client({ token: await newToken(), ...ws });
     await opened;
     await twentyInOrder(dl, inbox);
   });
 
-  check('two clients on one conversation both get every message over one upstream socket', { todo }, async () => {
+  check('two clients on one conversation both get every message over one upstream socket', {}, async () => {
     const before = await stats();
     const opened = nextSocketOpens();
     const { a, b } = await twoClients(ws, () => opened);
@@ -238,7 +232,7 @@ describe('DirectLineJS, WebSocket mode (webSocket: true, its default)', () => {
     for (const c of [a, b]) assert.equal(calls.filter((x) => x.url.includes(`${c.dl.conversationId}/activities?`)).length, 0, 'no polling');
   });
 
-  check('an upstream socket drop is invisible: the client keeps its socket and loses nothing', { todo }, async () => {
+  check('an upstream socket drop is invisible: the client keeps its socket and loses nothing', {}, async () => {
     const opened = nextSocketOpens();
     const { dl, inbox } = client({ token: await newToken(), ...ws });
     const socket = await opened;
@@ -256,7 +250,7 @@ describe('DirectLineJS, WebSocket mode (webSocket: true, its default)', () => {
     assert.equal(sockets.length, created, 'DirectLineJS opened no other socket');
   });
 
-  check('a dlsse restart: DirectLineJS reconnects from its watermark and loses nothing', { todo }, async () => {
+  check('a dlsse restart: DirectLineJS reconnects from its watermark and loses nothing', {}, async () => {
     // A dlsse of its own, restarted on the same address.
     const own = await p.startDlsse(dlsseArgs('127.0.0.1:0'), 'dlsse-restarted');
     const address = own.slice('http://'.length);
