@@ -499,3 +499,36 @@ func TestWebSocketEndsLikeDirectLine(t *testing.T) {
 		t.Fatalf("shutdown: closed with %d, want 1001", code)
 	}
 }
+
+// TestSlowWebSocketReaderIsDroppedOthersAreNot: a WebSocket client that
+// stops reading is dropped as slow, as an SSE one is, once a write waits
+// longer than the write timeout; one that keeps reading gets everything.
+func TestSlowWebSocketReaderIsDroppedOthersAreNot(t *testing.T) {
+	t.Parallel()
+	obs := newHostileReasons()
+	h := newHarness(t, harnessOptions{
+		gateway: gateway.Config{Observer: obs, SSEWriteTimeout: 300 * time.Millisecond},
+		session: session.Config{ReplayBuffer: 100_000},
+	})
+	ctx := testContext(t, 60*time.Second)
+	conv := h.startAsDirectLineJS(t)
+	wsDial(ctx, t, conv.StreamURL, nil) // a client that never reads
+	reader := &wsReader{t: t, c: wsDial(ctx, t, conv.StreamURL, nil)}
+	big := strings.Repeat("x", 16<<10)
+	sent := 0
+	for obs.count(sse.ReasonSlow) == 0 {
+		if sent == 4000 {
+			t.Fatalf("the slow reader was not dropped after %d messages of 16 KiB", sent)
+		}
+		if err := h.fake.Push(conv.ConversationID, fmt.Sprintf("%05d %s", sent, big)); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		if got := reader.next(ctx); !strings.HasPrefix(got.Text, fmt.Sprintf("%05d ", sent-1)) {
+			t.Fatalf("the reading client got %.10q, want message %d", got.Text, sent-1)
+		}
+	}
+	if n := obs.count(sse.ReasonSlow); n != 1 {
+		t.Fatalf("%d streams dropped as slow, want only the one that stopped reading", n)
+	}
+}
