@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +85,9 @@ func TestClusterOneSocketEveryActivityOnce(t *testing.T) {
 		conv := hs[0].start()
 		a := hs[1].open(ctx, hs[1].URL+streamPathOf(conv.StreamURL), nil)
 		b := hs[2].open(ctx, hs[2].URL+streamPathOf(conv.StreamURL), nil)
+		// A Direct Line client's WebSocket on the third replica: fed
+		// the same way.
+		c := &wsReader{t: t, c: wsDial(ctx, t, "ws://"+strings.TrimPrefix(hs[2].URL, "http://")+streamPathOf(conv.StreamURL), nil)}
 		expectTexts(ctx, t, a, []string{"hello, I am the bot"})
 		expectTexts(ctx, t, b, []string{"hello, I am the bot"})
 		if err := hs[0].fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpen == 1 }); err != nil {
@@ -107,6 +111,13 @@ func TestClusterOneSocketEveryActivityOnce(t *testing.T) {
 			if got, _ := secReadUntil(ctx, t, s.s, "end"); !secEqual(got, want) {
 				t.Errorf("stream %s got %q, want %q", s.name, got, want)
 			}
+		}
+		got := []string{}
+		for len(got) == 0 || got[len(got)-1] != "end" {
+			got = append(got, c.next(ctx).Text)
+		}
+		if !secEqual(got, append([]string{"hello, I am the bot"}, want...)) {
+			t.Errorf("WebSocket stream got %q, want the greeting and %q", got, want)
 		}
 		if st := hs[0].fake.Stats(); st.SocketsOpen != 1 {
 			t.Errorf("%d sockets open for one conversation", st.SocketsOpen)
