@@ -27,26 +27,32 @@ func reportPerSub(b *testing.B, subs int, ms0 *runtime.MemStats) {
 // the log and wakes N subscribers, then each one in turn pulls it (as its
 // stream loop does: the batch, then an empty ask) and writes it to
 // io.Discard.
+// wire=websocket is the same for Direct Line WebSocket subscribers (the
+// activity framed in an ActivitySet).
 func BenchmarkFanOut(b *testing.B) {
-	for _, subs := range fanOutSizes {
-		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
-			f := newFanOut(b, subs, benchEvent(300))
-			ctx := context.Background()
-			buf := make([]byte, 0, 4096)
-			for range DefaultReplayBuffer + 1 { // the status event; the ring at full size
-				f.publish()
-				buf = f.pull(ctx, io.Discard, buf)
-			}
-			b.ReportAllocs()
-			var ms0 runtime.MemStats
-			runtime.ReadMemStats(&ms0)
-			for b.Loop() {
-				f.publish()
-				buf = f.pull(ctx, io.Discard, buf)
-			}
-			reportPerSub(b, subs, &ms0)
-		})
+	for _, wire := range []Wire{WireSSE, WireWebSocket} {
+		for _, subs := range fanOutSizes {
+			b.Run(fmt.Sprintf("wire=%s/subs=%d", wire, subs), func(b *testing.B) { benchFanOut(b, wire, subs) })
+		}
 	}
+}
+
+func benchFanOut(b *testing.B, wire Wire, subs int) {
+	f := newFanOutWire(b, subs, benchEvent(300), wire)
+	ctx := context.Background()
+	buf := make([]byte, 0, 4096)
+	for range DefaultReplayBuffer + 1 { // the status event; the ring at full size
+		f.publish()
+		buf = f.pull(ctx, io.Discard, buf)
+	}
+	b.ReportAllocs()
+	var ms0 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	for b.Loop() {
+		f.publish()
+		buf = f.pull(ctx, io.Discard, buf)
+	}
+	reportPerSub(b, subs, &ms0)
 }
 
 // BenchmarkFanOutStart is the same through the streams production runs:

@@ -103,8 +103,14 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // encoded, publishing it and every subscriber pulling and writing it
 // allocate nothing, however many subscribers there are.
 func TestFanOutZeroAllocs(t *testing.T) {
+	for _, wire := range []Wire{WireSSE, WireWebSocket} {
+		t.Run(wire.String(), func(t *testing.T) { testFanOutZeroAllocs(t, wire) })
+	}
+}
+
+func testFanOutZeroAllocs(t *testing.T, wire Wire) {
 	for _, n := range []int{1, 100} {
-		f := newFanOut(t, n, benchEvent(300))
+		f := newFanOutWire(t, n, benchEvent(300), wire)
 		ctx := context.Background()
 		buf := make([]byte, 0, 4096)
 		// Warm up: the first batch carries the status event, and the log

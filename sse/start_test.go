@@ -255,7 +255,7 @@ func TestStartZeroAllocsPerEvent(t *testing.T) {
 	// The path allocates nothing; starting a goroutine now and then makes
 	// the scheduler allocate a descriptor (1 in ~1,000 wake-ups seen). A
 	// per-event allocation would show as >= runs.
-	if got := mallocsDuring(misses, runs, publish); got > runs/100 {
+	if got := mallocsDuring(t, misses, runs, publish); got > runs/100 {
 		t.Errorf("Start allocated %d times in %d events (pool misses not counted), want ~0", got, runs)
 	}
 	cancel()
