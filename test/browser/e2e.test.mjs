@@ -5,6 +5,12 @@
 //
 //   chromium → squid → nginx → dlsse → directline-fake
 //
+// Tests 8-10 then check what unmodified Direct Line clients get: Web Chat's
+// own WebChat.createDirectLine (DirectLineJS) on a page of another origin,
+// from a Chromium without squid, WebSocket stream through nginx:
+//
+//   chromium → nginx → dlsse → directline-fake     (page from the harness's own server)
+//
 // Run by ./scripts/test (which installs chromium, squid, nginx and
 // playwright-core when missing):
 //   node --test test/browser/
@@ -18,6 +24,7 @@ import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 import { Harness, TOKEN_TTL_S, repo, requireTools } from './harness.mjs';
+import { until } from '../lib/processes.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const shots = join(repo, 'test-output/browser');
@@ -29,6 +36,7 @@ const quietChromium = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 
 const h = new Harness();
 let proxied; // Chromium whose every request goes through squid
+let direct; // Chromium without a proxy (WebSockets pass): tests 8-10
 let failed = false;
 
 async function launch(extraArgs) {
@@ -59,6 +67,7 @@ before(async () => {
   mkdirSync(shots, { recursive: true });
   h.build();
   await h.startFake();
+  await h.startPages(); // before dlsse, which lists its origin in allowed_origins
   await h.startDlsse();
   await h.startNginx();
   await h.startSquid();
@@ -71,6 +80,7 @@ before(async () => {
 
 after(async () => {
   if (proxied) await proxied.close();
+  if (direct) await direct.close();
   await h.stopAll();
   if (failed) console.log(h.dump());
 });
@@ -324,4 +334,221 @@ test('7. the page refreshes its token and keeps chatting after the first one exp
     assert.equal(await plain.evaluate(() => document.getElementById('status').dataset.state), 'online');
     console.log(`# token: ${refreshes.length} refresh(es) through nginx; chatting ${Math.round((Date.now() - plainTokenAt) / 1000)} s after the first token (${TOKEN_TTL_S} s) was minted`);
   });
+});
+
+// Tests 8-10 (see the top): Web Chat's own createDirectLine, dlsse's adapter
+// nowhere, on a page of another origin (test/browser/pages/, served by the
+// harness), from the Chromium without squid, to dlsse through nginx.
+
+/** A new page of the direct Chromium, watched: console errors, failed requests, WebSockets. */
+async function directPage() {
+  direct ||= await launch([]);
+  const page = await direct.newPage();
+  const seen = { errors: [], failed: [], sockets: [] };
+  page.on('console', (m) => { if (m.type() === 'error') seen.errors.push(m.text()); });
+  page.on('pageerror', (e) => seen.errors.push(String(e)));
+  page.on('requestfailed', (r) => seen.failed.push(`${r.method()} ${new URL(r.url()).pathname}: ${r.failure()?.errorText}`));
+  page.on('websocket', (ws) => {
+    const s = { path: new URL(ws.url()).pathname, url: ws.url().replace(/([?&]t=)[^&]*/, '$1…'), frames: 0, closed: false };
+    seen.sockets.push(s);
+    ws.on('framereceived', () => { s.frames++; });
+    ws.on('close', () => { s.closed = true; });
+  });
+  return { page, seen };
+}
+
+/**
+ * Loads the other origin's Web Chat page (query: token, conversationId,
+ * webSocket) pointed at dlsse through nginx, and waits for DirectLineJS to
+ * say online; returns its conversation id and token.
+ */
+async function openDirectLine(page, query = {}) {
+  const q = new URLSearchParams({ domain: h.origin + '/v3/directline', ...query });
+  await page.goto(`${h.pagesOrigin}/directline.html?${q}`);
+  // ConnectionStatus.Online, or a failure: 3 token expired, 4 failed to connect, 5 ended.
+  await page.waitForFunction(() => window.__webchat.error || window.__webchat.statuses.some((s) => s >= 2));
+  const { error, statuses } = await page.evaluate(() => window.__webchat);
+  assert.ok(statuses.includes(2), `DirectLineJS online: statuses ${statuses}${error ? `, ${error}` : ''}`);
+  await page.locator('[data-id="webchat-sendbox-input"]').waitFor();
+  return page.evaluate(() => ({ conv: window.__directLine.conversationId, token: window.__directLine.token }));
+}
+
+/** Types text into Web Chat's send box and sends it. */
+async function sendBox(page, text) {
+  const input = page.locator('[data-id="webchat-sendbox-input"]');
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+/** Texts of the activities Web Chat received (DIRECT_LINE/INCOMING_ACTIVITY), in order. */
+const incoming = (page) => page.evaluate(() => window.__webchat.actions
+  .filter((a) => a.type === 'DIRECT_LINE/INCOMING_ACTIVITY' && typeof a.text === 'string').map((a) => a.text));
+
+/** Texts of the messages Web Chat renders: its store's transcript, and the transcript's DOM. */
+const rendered = (page) => page.evaluate(() => ({
+  store: window.__store.getState().activities.filter((a) => a.type === 'message').map((a) => a.text),
+  dom: [...document.querySelectorAll('.webchat__basic-transcript__activity .webchat__text-content')].map((e) => e.textContent.trim()),
+}));
+
+/** Waits until Web Chat received every one of texts. */
+function waitForIncoming(page, texts, timeout = 15000) {
+  return page.waitForFunction((want) => {
+    const got = new Set(window.__webchat.actions.filter((a) => a.type === 'DIRECT_LINE/INCOMING_ACTIVITY').map((a) => a.text));
+    return want.every((t) => got.has(t));
+  }, texts, { timeout });
+}
+
+/** Waits until Web Chat's sends completed n times (the post answered and its echo back). */
+function waitForFulfilled(page, n) {
+  return page.waitForFunction((count) =>
+    window.__webchat.actions.filter((a) => a.type === 'DIRECT_LINE/POST_ACTIVITY_FULFILLED').length >= count, n);
+}
+
+/** Asserts each of texts appears exactly once among what the page received and rendered. */
+async function assertOnce(page, texts, what) {
+  const got = await incoming(page);
+  const { store, dom } = await rendered(page);
+  for (const t of texts) {
+    assert.equal(got.filter((x) => x === t).length, 1, `${what}: ${JSON.stringify(t)} received once: ${JSON.stringify(got)}`);
+    assert.equal(store.filter((x) => x === t).length, 1, `${what}: ${JSON.stringify(t)} once in the transcript: ${JSON.stringify(store)}`);
+    assert.equal(dom.filter((x) => x === t).length, 1, `${what}: ${JSON.stringify(t)} rendered once: ${JSON.stringify(dom)}`);
+  }
+}
+
+/** A gauge or counter from dlsse's /metrics, read on dlsse's own port (nginx refuses /metrics). */
+async function metric(name) {
+  const text = await (await fetch(`http://127.0.0.1:${h.dlssePort}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name} (\\S+)$`, 'm'));
+  assert.ok(m, `dlsse exports ${name}`);
+  return Number(m[1]);
+}
+
+/** nginx's log lines from index from on, for one conversation's routes. */
+const convLog = (from, conv) => h.logLines(h.nginxLog).slice(from).filter((l) => l.includes(`/conversations/${conv}/`));
+
+/** Every preflight (OPTIONS) nginx logged from index from on was allowed; returns how many. */
+function assertPreflights(from) {
+  const preflights = h.logLines(h.nginxLog).slice(from).filter((l) => l.startsWith('OPTIONS '));
+  assert.deepEqual(preflights.filter((l) => !/^OPTIONS \S+ 20[04] /.test(l)), [], 'every preflight allowed');
+  return preflights.length;
+}
+
+test('8. Web Chat\'s own createDirectLine (DirectLineJS, WebSocket) from another origin, through nginx, by changing only the domain', async () => {
+  const { page, seen } = await directPage();
+  const logFrom = h.logLines(h.nginxLog).length;
+  let conv;
+  await step('directline-websocket', page, async () => {
+    const t0 = Date.now();
+    ({ conv } = await openDirectLine(page));
+    const online = Date.now() - t0;
+    await sendBox(page, 'hello');
+    const t1 = Date.now();
+    await waitForIncoming(page, ['echo: hello']);
+    const echoed = Date.now() - t1;
+    await waitForFulfilled(page, 1);
+    console.log(`# createDirectLine (WebSocket): page load to online ${online} ms; send to "echo: hello" received ${echoed} ms`);
+    const types = await page.evaluate(() => window.__webchat.actions.map((a) => a.type));
+    assert.ok(types.includes('DIRECT_LINE/CONNECT_FULFILLED'), 'Web Chat connected');
+    assert.ok(!types.includes('DIRECT_LINE/POST_ACTIVITY_REJECTED'), 'no rejected send');
+    await assertOnce(page, ['hello', 'echo: hello'], 'WebSocket mode');
+    assert.equal(await page.getByText(/send failed/i).count(), 0, 'no "Send failed" marker');
+
+    // The stream is a WebSocket, to nginx's origin, and dlsse holds it as one.
+    assert.equal(seen.sockets.length, 1, `one WebSocket: ${JSON.stringify(seen.sockets)}`);
+    const [ws] = seen.sockets;
+    assert.equal(ws.path, `/v3/directline/conversations/${conv}/stream`);
+    assert.ok(ws.url.startsWith(`ws://127.0.0.1:${h.nginxPort}/`), `the stream URL points at nginx: ${ws.url}`);
+    assert.ok(ws.frames >= 1 && !ws.closed, `activities came as frames on an open socket: ${JSON.stringify(ws)}`);
+    assert.equal(await metric('dlsse_websocket_subscribers_open'), 1, 'dlsse serves it as a WebSocket subscriber');
+
+    assert.deepEqual(seen.errors, [], 'no error in the browser console');
+    assert.deepEqual(seen.failed, [], 'no failed request');
+    await page.getByText('echo: hello', { exact: true }).first().waitFor();
+    await page.screenshot({ path: join(shots, 'directline-websocket.png') });
+  });
+  await page.close();
+  await step('directline-websocket-log', null, async () => {
+    // nginx logs an upgraded connection when it ends: the page is gone now.
+    const lines = await until('nginx to log the closed WebSocket', () => {
+      const l = convLog(logFrom, conv);
+      return l.some((x) => x.startsWith(`GET /v3/directline/conversations/${conv}/stream 101 `)) && l;
+    });
+    assert.equal(lines.filter((l) => l.includes('/stream ')).length, 1, `one stream, upgraded through nginx:\n${lines.join('\n')}`);
+    assert.deepEqual(lines.filter((l) => l.startsWith('GET ') && l.includes('/activities ')), [], 'no polling GET /activities');
+    const preflights = assertPreflights(logFrom);
+    assert.ok(preflights >= 1, 'the page is of another origin: its calls were preflighted');
+    await until('dlsse to count the WebSocket closed', async () => (await metric('dlsse_websocket_subscribers_open')) === 0);
+    console.log(`# createDirectLine (WebSocket): nginx logged "GET …/stream 101", ${preflights} preflight(s) allowed, no GET /activities`);
+  });
+});
+
+test('9. two tabs of one conversation (createDirectLine with its conversationId) both render every message once; one upstream socket', async () => {
+  const a = await directPage();
+  const b = await directPage();
+  await step('two-tabs', a.page, async () => {
+    const before = await h.control('GET', '/stats');
+    const { conv, token } = await openDirectLine(a.page);
+    await openDirectLine(b.page, { token, conversationId: conv });
+    // Tab B's stream starts from when it joined: both open before the bot talks.
+    await until('both tabs\' WebSockets in dlsse', async () => (await metric('dlsse_websocket_subscribers_open')) === 2);
+
+    const bot = ['to both tabs 1', 'to both tabs 2', 'to both tabs 3'];
+    await h.control('POST', `/conversations/${conv}/messages`, { texts: bot });
+    await sendBox(a.page, 'from tab A');
+    await waitForIncoming(a.page, ['echo: from tab A']);
+    await sendBox(b.page, 'from tab B');
+    const all = [...bot, 'from tab A', 'echo: from tab A', 'from tab B', 'echo: from tab B'];
+    for (const [name, tab] of [['A', a], ['B', b]]) {
+      await waitForIncoming(tab.page, all);
+      await waitForFulfilled(tab.page, 1);
+      const got = (await incoming(tab.page)).filter((t) => all.includes(t));
+      assert.deepEqual(got, all, `tab ${name} received every message once, in order`);
+      await assertOnce(tab.page, all, `tab ${name}`);
+      const types = await tab.page.evaluate(() => window.__webchat.actions.map((x) => x.type));
+      assert.ok(!types.includes('DIRECT_LINE/POST_ACTIVITY_REJECTED'), `tab ${name}: no rejected send`);
+      assert.equal(tab.seen.sockets.length, 1, `tab ${name}: one WebSocket`);
+      assert.deepEqual(tab.seen.errors, [], `tab ${name}: no error in the browser console`);
+      assert.deepEqual(tab.seen.failed, [], `tab ${name}: no failed request`);
+    }
+
+    // One upstream socket fed both tabs: Direct Line would close all but one.
+    const after = await h.control('GET', '/stats');
+    assert.equal(after.StartCalls - before.StartCalls, 1, 'one conversation started upstream');
+    assert.equal(after.SocketsOpened - before.SocketsOpened, 1, 'one upstream socket for the two tabs');
+    assert.equal(after.Collisions - before.Collisions, 0, 'no collision');
+    assert.equal(await metric('dlsse_websocket_subscribers_open'), 2);
+    console.log(`# two tabs: ${all.length}/${all.length} messages in each, once each; upstream sockets opened ${after.SocketsOpened - before.SocketsOpened}, collisions 0`);
+    await Promise.all([a.page.screenshot({ path: join(shots, 'two-tabs-a.png') }), b.page.screenshot({ path: join(shots, 'two-tabs-b.png') })]);
+  });
+  await a.page.close();
+  await b.page.close();
+});
+
+test('10. DirectLineJS polling mode (webSocket: false) from another origin: preflights pass, the echo arrives', async () => {
+  const { page, seen } = await directPage();
+  const logFrom = h.logLines(h.nginxLog).length;
+  await step('directline-polling', page, async () => {
+    const { conv } = await openDirectLine(page, { webSocket: 'false' });
+    await sendBox(page, 'hello');
+    const t0 = Date.now();
+    await waitForIncoming(page, ['echo: hello']);
+    const echoed = Date.now() - t0;
+    await waitForFulfilled(page, 1);
+    const types = await page.evaluate(() => window.__webchat.actions.map((a) => a.type));
+    assert.ok(!types.includes('DIRECT_LINE/POST_ACTIVITY_REJECTED'), 'no rejected send');
+    await assertOnce(page, ['hello', 'echo: hello'], 'polling mode');
+    assert.deepEqual(seen.sockets, [], 'no WebSocket');
+    const lines = convLog(logFrom, conv);
+    const polls = lines.filter((l) => l.startsWith(`GET /v3/directline/conversations/${conv}/activities 200 `));
+    assert.ok(polls.length >= 1, `it polled through nginx:\n${lines.join('\n')}`);
+    assert.deepEqual(lines.filter((l) => l.includes('/stream ')), [], 'no stream');
+    const preflights = assertPreflights(logFrom);
+    assert.ok(preflights >= 1, 'its calls were preflighted');
+    assert.deepEqual(seen.errors, [], 'no error in the browser console');
+    assert.deepEqual(seen.failed, [], 'no failed request');
+    console.log(`# createDirectLine (polling): send to "echo: hello" received ${echoed} ms; ${polls.length} poll(s), ${preflights} preflight(s) allowed`);
+    await page.getByText('echo: hello', { exact: true }).first().waitFor();
+    await page.screenshot({ path: join(shots, 'directline-polling.png') });
+  });
+  await page.close();
 });

@@ -1,11 +1,14 @@
 // Process harness of the browser end-to-end test: builds dlsse and the
 // Direct Line fake, runs them with nginx (the shipped configs/nginx.conf)
 // and squid (a WebSocket-blocking corporate proxy, configured here) on
-// loopback, and tears everything down. Nothing here knows about browsers;
-// e2e.test.mjs drives Chromium through it.
+// loopback, serves a page of another origin (test/browser/pages/), and
+// tears everything down. Nothing here knows about browsers; e2e.test.mjs
+// drives Chromium through it.
 
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 
 import { Processes, freePort, repo, until } from '../lib/processes.mjs';
@@ -51,6 +54,8 @@ export class Harness extends Processes {
       '-upstream-url', this.fake.url,
       '-directline-secret', this.fake.secret,
       '-token-origins', '*',
+      // The page of another origin (startPages) uses dlsse cross-origin.
+      ...(this.pagesOrigin ? ['-allowed-origins', this.pagesOrigin] : []),
       '-demo-pages',
       '-webchat-bundle', join(repo, 'third_party/botframework-webchat/webchat.js'),
       '-trusted-proxies', '127.0.0.1',
@@ -149,6 +154,47 @@ export class Harness extends Processes {
       const out = execFileSync('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-x', `http://127.0.0.1:${this.squidPort}`, this.origin + '/healthz']);
       return out.toString() === '200';
     });
+  }
+
+  /**
+   * A static web server of another origin than dlsse's (its own loopback
+   * port, in this process): what a site that embeds Web Chat serves. It
+   * serves test/browser/pages/ and the Web Chat bundle as /webchat.js,
+   * nothing from dlsse. Call it before startDlsse, which then lists its
+   * origin in allowed_origins. Each request is logged as 'pages'.
+   */
+  async startPages() {
+    // Read once and kept: the bundle is 3.9 MB, and this process is busy
+    // driving the browser. The bundle may be cached, as a site would let it.
+    const files = new Map([
+      ['/directline.html', ['text/html; charset=utf-8', 'no-store', join(import.meta.dirname, 'pages/directline.html')]],
+      ['/directline-app.js', ['text/javascript; charset=utf-8', 'no-store', join(import.meta.dirname, 'pages/directline-app.js')]],
+      ['/webchat.js', ['text/javascript; charset=utf-8', 'max-age=600', join(repo, 'third_party/botframework-webchat/webchat.js')]],
+    ].map(([path, [type, cache, file]]) => [path, { type, cache, body: readFileSync(file) }]));
+    const log = [];
+    this.logs.set('pages', log);
+    this.pages = createServer((req, res) => {
+      const path = new URL(req.url, 'http://x').pathname;
+      const f = req.method === 'GET' && files.get(path);
+      log.push(`${req.method} ${path} ${f ? 200 : 404}`);
+      if (!f) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Type': f.type, 'Content-Length': f.body.length, 'Cache-Control': f.cache });
+      res.end(f.body);
+    });
+    this.pages.listen(0, '127.0.0.1');
+    await once(this.pages, 'listening');
+    this.pagesOrigin = `http://127.0.0.1:${this.pages.address().port}`;
+  }
+
+  async stopAll() {
+    if (this.pages) {
+      this.pages.closeAllConnections();
+      this.pages.close();
+    }
+    await super.stopAll();
   }
 
   /** Lines of a log file (nginx's or squid's access log). */
