@@ -151,7 +151,7 @@ func TestBenchClusterTiny(t *testing.T) {
 	}
 	for _, fo := range []*failover{r.Kill, r.Term} {
 		if fo == nil || fo.Owned == 0 || fo.ChangedOwner != fo.Owned || fo.Steady == 0 || fo.ProbeMaxS <= 0 ||
-			fo.Collisions > int64(fo.ChangedOwner) {
+			fo.Collisions > int64(fo.ChangedOwner) || fo.WallS <= 0 || fo.CPU["redis"] < 0 {
 			t.Errorf("failover: %+v", fo)
 		}
 	}

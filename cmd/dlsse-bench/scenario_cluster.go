@@ -225,6 +225,9 @@ type failover struct {
 	Collisions    int64   `json:"collisions"`
 	ReconnectCall int64   `json:"reconnect_calls"`
 	SocketsOpened int64   `json:"sockets_opened"`
+	// From the signal until every subscriber had every message.
+	CPU   map[string]float64 `json:"cpu_s"`
+	WallS float64            `json:"wall_s"`
 }
 
 // cluster runs the scenario: single node first, then the cluster.
@@ -965,6 +968,13 @@ func (b *bench) failover(ctx context.Context, ce *clusterEnv, f *fleet, convs []
 	exited := make(chan time.Time, 1)
 	go func() { <-d.Exited; exited <- time.Now() }() // ends with the process, which the scenario ends
 	b.logf("%s to replica %d, which owns %s conversations", fo.Signal, victim, count(int64(fo.Owned)))
+	var names, pids []string
+	for i, r := range ce.replicas {
+		if i != victim && ce.alive(i) {
+			names, pids = append(names, fmt.Sprintf("dlsse%d", i)), append(pids, r.PID())
+		}
+	}
+	cpu := newProcCPU(append(names, "redis", "fake", "bench"), append(pids, ce.redis.PID(), ce.fake.PID(), "self"))
 	at := time.Now()
 	if err := d.Signal(sig); err != nil {
 		return nil, nil, err
@@ -1012,6 +1022,7 @@ func (b *bench) failover(ctx context.Context, ce *clusterEnv, f *fleet, convs []
 		return rec.distinct.Load() >= want[rec]
 	})
 	disc1 := disconnects()
+	fo.CPU, fo.WallS = cpu.stop()
 	if waitErr != nil {
 		b.logf("warning: %v", waitErr) // reported as lost at the end
 	}
@@ -1258,8 +1269,8 @@ func (r *clusterReport) tables() []*table {
 	calls.add("lease calls per conversation per minute, idle: renew (owner), acquire (the others)", fmt.Sprintf("%.1f, %.1f", k.RenewPerConvMin, k.AcquirePerConvMin))
 	calls.add("dlsse's append / renew calls (its own timing)", fmt.Sprintf("%s / %s", k.Append, k.Renew))
 	calls.add("scripts Redis ran (evalsha + eval, INFO commandstats)", count(int64(k.ScriptsSeen)))
-	calls.add("commands Redis ran per activity (the scripts' own commands included)", fmt.Sprintf("%.2f: %s", u.CommandsPerEvt, cmdsRow(u.Commands)))
-	calls.add("Redis network bytes per activity, in / out", fmt.Sprintf("%.0f B / %.0f B", u.NetInPerEvent, u.NetOutPerEvent))
+	calls.add("commands Redis ran per activity (the scripts' own commands and the leases' included)", fmt.Sprintf("%.2f: %s", u.CommandsPerEvt, cmdsRow(u.Commands)))
+	calls.add("Redis network bytes per activity, in / out (all traffic, leases included)", fmt.Sprintf("%.0f B / %.0f B", u.NetInPerEvent, u.NetOutPerEvent))
 
 	fail := &table{title: fmt.Sprintf("cluster — failover of a replica that owns conversations (lease_ttl %s)", r.LeaseTTL)}
 	for _, fo := range []*failover{r.Kill, r.Term} {
@@ -1289,6 +1300,9 @@ func (r *clusterReport) tables() []*table {
 		fail.goal(name+": collisions (the fake's)", fmt.Sprintf("%d for %s conversations that changed owner", fo.Collisions, count(int64(fo.ChangedOwner))), "≤ 1 per conversation that changed owner",
 			fo.Collisions <= int64(fo.ChangedOwner))
 		fail.add(name+": reconnect calls / sockets opened (the fake's)", fmt.Sprintf("%s / %s", count(fo.ReconnectCall), count(fo.SocketsOpened)))
+		if fo.CPU != nil {
+			fail.add(name+": CPU from the signal until every message arrived", cpuOf(fo.CPU, fo.WallS))
+		}
 	}
 	t := r.Total
 	fail.add("events delivered / expected, the whole cluster run", fmt.Sprintf("%s / %s", count(t.Events), count(t.Expected)))
