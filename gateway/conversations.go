@@ -105,6 +105,11 @@ func (g *Gateway) conversationCall(c *fiber.Ctx, start bool) error {
 			from.Set("lastEventId", resume.String())
 		} else if wm := streamURLWatermark(conv.StreamURL, wm); wm != "" {
 			from.Set("watermark", wm)
+		} else if now, ok := g.sessions.Position(id); ok {
+			// Without a watermark Direct Line's stream starts at
+			// this call; so does ours, when we know where that is
+			// (a second tab joining a conversation streamed here).
+			from.Set("lastEventId", now.String())
 		}
 		g.sessions.Accepted(id, now, clientCredential, conv.Token)
 		g.sessions.LearnToken(conv.Token, conv.ExpiresIn)

@@ -532,3 +532,26 @@ func TestSlowWebSocketReaderIsDroppedOthersAreNot(t *testing.T) {
 		t.Fatalf("%d streams dropped as slow, want only the one that stopped reading", n)
 	}
 }
+
+// TestReconnectWithoutWatermarkStartsAtTheCall: a client joining with the
+// reconnect route and no watermark (DirectLineJS given a conversationId:
+// a second tab) gets what was said after its call, even before its
+// stream opened, as Direct Line's own stream would give it.
+func TestReconnectWithoutWatermarkStartsAtTheCall(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	ctx := testContext(t, 20*time.Second)
+	conv := h.startAsDirectLineJS(t)
+	first := &wsReader{t: t, c: wsDial(ctx, t, conv.StreamURL, nil)}
+	h.post(conv.ConversationID, conv.Token, "before the second tab")
+	first.expectEchoes(ctx, "before the second tab")
+
+	second := h.reconnectAsDirectLineJS(t, conv, "")
+	h.post(conv.ConversationID, conv.Token, "between the call and the stream")
+	first.expectEchoes(ctx, "between the call and the stream")
+	r := &wsReader{t: t, c: wsDial(ctx, t, second.StreamURL, nil)}
+	if a := r.next(ctx); a.Text != "between the call and the stream" {
+		t.Fatalf("the second tab's first activity %q, want the one posted after its call", a.Text)
+	}
+	r.expectEchoes(ctx, "between the call and the stream")
+}

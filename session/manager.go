@@ -297,6 +297,19 @@ func (m *Manager) Sessions() int {
 	return len(m.sessions)
 }
 
+// Position is where a conversation stands now for this replica, when it
+// has a session for it: the cursor a stream that must start "now" resumes
+// from, so that it starts at the moment this was asked, not at the later
+// moment it subscribes.
+func (m *Manager) Position(conversationID string) (Cursor, bool) {
+	s := m.Session(conversationID)
+	if s == nil {
+		return Cursor{}, false
+	}
+	_, here := s.log.Position()
+	return here, true
+}
+
 // Session returns the open session of a conversation, or nil.
 func (m *Manager) Session(conversationID string) *Session {
 	m.mu.Lock()
