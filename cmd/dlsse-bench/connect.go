@@ -16,8 +16,14 @@ const setupTimeout = 3 * time.Minute
 // source addresses, and waits until every stream says "online". It
 // returns the fleet (which the caller must close) and how long that took.
 func (b *bench) connectSSE(ctx context.Context, e *env, convs []directlinetest.ConversationCredentials, bufSize int) (*fleet, time.Duration, error) {
+	return b.connect(ctx, e, convs, bufSize, "sse")
+}
+
+// connect is connectSSE with subscribers of the given wire: "websocket"
+// opens the same stream URLs as DirectLineJS does (dlwsClient).
+func (b *bench) connect(ctx context.Context, e *env, convs []directlinetest.ConversationCredentials, bufSize int, wire string) (*fleet, time.Duration, error) {
 	f := newFleet(ctx, b.opt.concurrency)
-	took, err := b.addSSE(ctx, f, convs, func(int) []string { return []string{e.dlsse.Addr} }, bufSize)
+	took, err := b.addStreams(ctx, f, convs, func(int) []string { return []string{e.dlsse.Addr} }, bufSize, wire)
 	if err != nil {
 		f.close()
 		return nil, 0, err
@@ -29,13 +35,27 @@ func (b *bench) connectSSE(ctx context.Context, e *env, convs []directlinetest.C
 // connecting to addrs(i)[0] and, on each reconnect, to the next address
 // of addrs(i) in turn; and waits until every client of f is online.
 func (b *bench) addSSE(ctx context.Context, f *fleet, convs []directlinetest.ConversationCredentials, addrs func(i int) []string, bufSize int) (time.Duration, error) {
+	return b.addStreams(ctx, f, convs, addrs, bufSize, "sse")
+}
+
+// addStreams is addSSE with subscribers of the given wire.
+func (b *bench) addStreams(ctx context.Context, f *fleet, convs []directlinetest.ConversationCredentials, addrs func(i int) []string, bufSize int, wire string) (time.Duration, error) {
 	srcs := sourceAddrs(b.opt.sources)
 	began := time.Now()
 	for i, c := range convs {
 		target := "/v3/directline/conversations/" + url.PathEscape(c.ConversationID) + "/stream?t=" + url.QueryEscape(c.Token)
 		rec := &recorder{}
 		to := addrs(i)
-		if err := f.add(rec, newSSEClient(rec, srcs[len(f.recs)%len(srcs)], to[0], target, bufSize).rotate(to)); err != nil {
+		src := srcs[len(f.recs)%len(srcs)]
+		var cl client = newSSEClient(rec, src, to[0], target, bufSize).rotate(to)
+		if wire == "websocket" {
+			ws, err := newDLWSClient(rec, src, to[0], target, bufSize)
+			if err != nil {
+				return 0, err
+			}
+			cl = ws.rotate(to)
+		}
+		if err := f.add(rec, cl); err != nil {
 			return 0, err
 		}
 	}

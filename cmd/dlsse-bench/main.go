@@ -83,6 +83,7 @@ type options struct {
 	clusterConversations int
 	leaseTTL             time.Duration
 	redisServer          string
+	wire                 string // the subscribers of widgets and fanout: sse or websocket
 }
 
 // allScenarios are what "all" runs: one dlsse, nothing else.
@@ -116,6 +117,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.clusterConversations, "cluster-conversations", 3_000, "cluster: conversations (one subscriber each), on the three replicas and on the single node it is compared with")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 15*time.Second, "cluster: the replicas' lease_ttl (dlsse's default; at least 3s)")
 	fs.StringVar(&o.redisServer, "redis-server", "", "cluster: the redis-server binary (default: redis-server on PATH)")
+	fs.StringVar(&o.wire, "wire", "sse", "widgets and fanout: what the subscribers are, sse (EventSource's way) or websocket (DirectLineJS's: Direct Line's stream protocol on the same URL)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -129,6 +131,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 			}
 			o.scenarios = append(o.scenarios, s)
 		}
+	}
+	if o.wire != "sse" && o.wire != "websocket" {
+		return o, fmt.Errorf("unknown -wire %q (want sse or websocket)", o.wire)
 	}
 	if o.leaseTTL < 3*time.Second {
 		return o, errors.New("-lease-ttl must be at least 3s (dlsse's minimum)")

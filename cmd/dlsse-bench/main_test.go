@@ -75,6 +75,39 @@ func TestBenchTiny(t *testing.T) {
 	}
 }
 
+// TestBenchTinyWebSocket runs widgets and fanout with WebSocket
+// subscribers (Direct Line's protocol, as DirectLineJS opens the stream):
+// every message once, none dropped.
+func TestBenchTinyWebSocket(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs dlsse and the fake")
+	}
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const c, s, n = 20, 20, 50
+	args := []string{"-scenario", "widgets,fanout", "-wire", "websocket", "-json", "-conversations", "20", "-subscribers", "20",
+		"-events", "50", "-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	var out, errs bytes.Buffer
+	if err := run(ctx, args, &out, &errs); err != nil {
+		t.Fatalf("run: %v\n%s", err, errs.String())
+	}
+	var res results
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("JSON output: %v\n%s", err, out.String())
+	}
+	if w := res.Widgets; w == nil || w.Wire != "websocket" || w.Expected != c*2 || w.Events != w.Expected || w.Lost != 0 || w.Duplicated != 0 {
+		t.Errorf("widgets: %+v", w)
+	}
+	if f := res.Fanout; f == nil || f.Wire != "websocket" || f.Expected != s*n || f.Delivered != f.Expected || f.Lost != 0 ||
+		f.Duplicated != 0 || f.SlowDrops != 0 || f.ClientDisconnects != 0 {
+		t.Errorf("fanout: %+v", f)
+	}
+}
+
 // TestBenchClusterTiny runs the cluster scenario at a tiny size: three
 // replicas, redis-server and the fake as processes, the trickle on them
 // and on one dlsse, a SIGKILL and a SIGTERM of a replica that owns

@@ -13,6 +13,7 @@ import (
 // fanoutReport is the fanout scenario: one conversation, many
 // subscribers, a burst of bot messages as fast as the fake sends them.
 type fanoutReport struct {
+	Wire        string  `json:"wire"` // the subscribers: sse or websocket
 	Subscribers int     `json:"subscribers"`
 	Events      int     `json:"events"`
 	ConnectS    float64 `json:"connect_s"`
@@ -28,7 +29,7 @@ type fanoutReport struct {
 	SlowestClientS float64 `json:"slowest_subscriber_done_s"` // its last delivery, from the first send
 	MedianClientS  float64 `json:"median_subscriber_done_s"`
 
-	SlowDrops         float64 `json:"dlsse_slow_disconnects"` // dlsse_sse_disconnects_total{reason="slow"}
+	SlowDrops         float64 `json:"dlsse_slow_disconnects"` // dlsse_{sse,websocket}_disconnects_total{reason="slow"}
 	ClientDisconnects int64   `json:"client_disconnects"`
 
 	CPU             cpuUse       `json:"cpu"`
@@ -44,7 +45,7 @@ type fanoutReport struct {
 // the last delivery.
 func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 	s, n := b.opt.subscribers, b.opt.events
-	r := &fanoutReport{Subscribers: s, Events: n}
+	r := &fanoutReport{Wire: b.opt.wire, Subscribers: s, Events: n}
 	e, err := b.start(ctx, "fanout", true, s+10)
 	if err != nil {
 		return nil, err
@@ -59,7 +60,7 @@ func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 		subs[i] = convs[0]
 	}
 	// Large reads: a burst arrives in batches of up to max_batch_bytes.
-	f, took, err := b.connectSSE(ctx, e, subs, 32<<10)
+	f, took, err := b.connect(ctx, e, subs, 32<<10, b.opt.wire)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +92,8 @@ func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.SlowDrops = m1[`dlsse_sse_disconnects_total{reason="slow"}`] - m0[`dlsse_sse_disconnects_total{reason="slow"}`]
+	slow := `dlsse_` + r.Wire + `_disconnects_total{reason="slow"}`
+	r.SlowDrops = m1[slow] - m0[slow]
 
 	f.close()
 	r.Delivered = f.sum(func(r *recorder) int64 { return r.distinct.Load() })
@@ -136,8 +138,8 @@ func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 }
 
 func (r *fanoutReport) table() *table {
-	t := &table{title: fmt.Sprintf("fanout — 1 conversation × %s subscribers, a burst of %s messages",
-		count(int64(r.Subscribers)), count(int64(r.Events)))}
+	t := &table{title: fmt.Sprintf("fanout — 1 conversation × %s %s subscribers, a burst of %s messages",
+		count(int64(r.Subscribers)), wireName(r.Wire), count(int64(r.Events)))}
 	t.add("all streams online after", secs(r.ConnectS))
 	t.add("fake sent the burst in", secs(r.SendS))
 	t.add("first send → last delivery (median subscriber done)", fmt.Sprintf("%s (%s)", secs(r.LastDeliveryS), secs(r.MedianClientS)))
@@ -149,7 +151,15 @@ func (r *fanoutReport) table() *table {
 	t.add("dlsse CPU per 1k events", fmt.Sprintf("%.2f ms", r.CPUPer1kEvents))
 	pe := r.PerEventRuntime
 	t.add("dlsse allocation per event (GC cycles in the burst)", fmt.Sprintf("%.0f B, %.2f objects (%.0f)", pe.AllocBytes, pe.Mallocs, pe.GCCycles*float64(r.Delivered)))
-	t.add("latency fake → SSE client (queueing included)", latencyRow(r.Latency))
+	t.add("latency fake → client (queueing included)", latencyRow(r.Latency))
 	t.add("dlsse RSS before → after", fmt.Sprintf("%s → %s", mib(r.RSSBefore), mib(r.RSSAfter)))
 	return t
+}
+
+// wireName names a subscriber kind in a table's title.
+func wireName(wire string) string {
+	if wire == "websocket" {
+		return "WebSocket (Direct Line protocol)"
+	}
+	return "SSE"
 }

@@ -9,6 +9,7 @@ import (
 // widgetsReport is the widgets scenario: many chat widgets, each one
 // conversation with one subscriber, with a slow trickle of bot messages.
 type widgetsReport struct {
+	Wire          string  `json:"wire"` // the subscribers: sse or websocket
 	Conversations int     `json:"conversations"`
 	Capped        string  `json:"capped,omitempty"`
 	Interval      string  `json:"interval"`
@@ -45,7 +46,7 @@ type widgetsReport struct {
 // and CPU.
 func (b *bench) widgets(ctx context.Context) (*widgetsReport, error) {
 	c, capped := b.sizeFor(b.opt.conversations, fdReserve)
-	r := &widgetsReport{Conversations: c, Capped: capped, Interval: b.opt.interval.String(), Rounds: b.opt.rounds()}
+	r := &widgetsReport{Wire: b.opt.wire, Conversations: c, Capped: capped, Interval: b.opt.interval.String(), Rounds: b.opt.rounds()}
 	e, err := b.start(ctx, "widgets", true, 10)
 	if err != nil {
 		return nil, err
@@ -66,7 +67,7 @@ func (b *bench) widgets(ctx context.Context) (*widgetsReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, took, err := b.connectSSE(ctx, e, convs, 4096)
+	f, took, err := b.connect(ctx, e, convs, 4096, b.opt.wire)
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +142,8 @@ func (b *bench) widgets(ctx context.Context) (*widgetsReport, error) {
 }
 
 func (r *widgetsReport) table() *table {
-	t := &table{title: fmt.Sprintf("widgets — %s conversations × 1 subscriber, 1 message per conversation every %s, %d rounds",
-		count(int64(r.Conversations)), r.Interval, r.Rounds)}
+	t := &table{title: fmt.Sprintf("widgets — %s conversations × 1 %s subscriber, 1 message per conversation every %s, %d rounds",
+		count(int64(r.Conversations)), wireName(r.Wire), r.Interval, r.Rounds)}
 	if r.Capped != "" {
 		t.add("size", r.Capped)
 	}
@@ -162,7 +163,7 @@ func (r *widgetsReport) table() *table {
 	t.add("events delivered / expected", fmt.Sprintf("%s / %s", count(r.Events), count(r.Expected)))
 	t.goal("lost / duplicated", fmt.Sprintf("%d / %d", r.Lost, r.Duplicated), "0 / 0", r.Lost == 0 && r.Duplicated == 0)
 	t.add("client disconnects", count(r.Disconnects))
-	t.add("latency fake → SSE client", latencyRow(r.Latency))
+	t.add("latency fake → client", latencyRow(r.Latency))
 	t.add("fake fell behind its schedule by at most", ms(r.FakeMaxLagMs))
 	return t
 }
