@@ -29,37 +29,32 @@ const dlBotAgent = "DirectLine/3.0 (directlinejs 0.15.8)"
 // x-ms-bot-agent, which gets it a ws:// stream URL.
 func (h *harness) startAsDirectLineJS(t *testing.T) conversation {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/v3/directline/conversations", nil)
-	req.Header.Set("Authorization", "Bearer "+h.fake.Secret())
-	req.Header.Set("x-ms-bot-agent", dlBotAgent)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var c conversation
-	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("start: %d %v", resp.StatusCode, err)
-	}
-	return c
+	return h.callAsDirectLineJS(t, http.MethodPost, "/v3/directline/conversations", h.fake.Secret(), http.StatusCreated)
 }
 
 // reconnectAsDirectLineJS is DirectLineJS's recovery after a socket drop:
 // GET /conversations/{id}?watermark=<the last watermark its stream gave>.
 func (h *harness) reconnectAsDirectLineJS(t *testing.T, conv conversation, watermark string) conversation {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, h.URL+"/v3/directline/conversations/"+conv.ConversationID+"?watermark="+watermark, nil)
-	req.Header.Set("Authorization", "Bearer "+conv.Token)
+	return h.callAsDirectLineJS(t, http.MethodGet, "/v3/directline/conversations/"+conv.ConversationID+"?watermark="+watermark, conv.Token, http.StatusOK)
+}
+
+// callAsDirectLineJS makes a start or reconnect call with DirectLineJS's
+// headers and wants status.
+func (h *harness) callAsDirectLineJS(t *testing.T, method, path, credential string, status int) conversation {
+	t.Helper()
+	req, _ := http.NewRequest(method, h.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+credential)
 	req.Header.Set("x-ms-bot-agent", dlBotAgent)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var c conversation
 	body, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(body, &c); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("reconnect: %d %s", resp.StatusCode, body)
+	var c conversation
+	if err := json.Unmarshal(body, &c); err != nil || resp.StatusCode != status {
+		t.Fatalf("%s %s: %d %s", method, redactURL(path), resp.StatusCode, body)
 	}
 	return c
 }
@@ -459,16 +454,7 @@ func TestWebSocketEndsLikeDirectLine(t *testing.T) {
 	_, _, body := h.do(http.MethodPost, "/v3/directline/tokens/generate", h.fake.Secret(), nil)
 	var gen conversation
 	_ = json.Unmarshal(body, &gen)
-	req, _ := http.NewRequest(http.MethodPost, h.URL+"/v3/directline/conversations", nil)
-	req.Header.Set("Authorization", "Bearer "+gen.Token)
-	req.Header.Set("x-ms-bot-agent", dlBotAgent)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conv conversation
-	_ = json.NewDecoder(resp.Body).Decode(&conv)
-	resp.Body.Close()
+	conv := h.callAsDirectLineJS(t, http.MethodPost, "/v3/directline/conversations", gen.Token, http.StatusCreated)
 	c := wsDial(ctx, t, conv.StreamURL, nil)
 	h.post(conv.ConversationID, conv.Token, "hello")
 	(&wsReader{t: t, c: c}).expectEchoes(ctx, "hello")

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
@@ -26,9 +25,7 @@ import (
 type sseClient struct {
 	rec     *recorder
 	dialer  net.Dialer
-	addr    string   // dlsse's host:port
-	addrs   []string // with several replicas: where each reconnect goes next, in turn
-	next    int
+	redial         // dlsse's host:port, or the replicas' in turn
 	target  string // request target: path and query
 	bufSize int
 
@@ -44,7 +41,7 @@ func newSSEClient(rec *recorder, src net.IP, addr, target string, bufSize int) *
 	return &sseClient{
 		rec:     rec,
 		dialer:  net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second},
-		addr:    addr,
+		redial:  redial{addr: addr},
 		target:  target,
 		bufSize: bufSize,
 		retry:   time.Second,
@@ -56,7 +53,7 @@ func newSSEClient(rec *recorder, src net.IP, addr, target string, bufSize int) *
 // browser's reconnects, so a client whose replica went away comes back on
 // another.
 func (c *sseClient) rotate(addrs []string) *sseClient {
-	c.addrs = addrs
+	c.redial.addrs = addrs
 	return c
 }
 
@@ -68,43 +65,11 @@ const headTimeout = 60 * time.Second
 // heartbeat every 15 s, so only a dead stream goes that quiet.
 const idleTimeout = 60 * time.Second
 
-// run streams until ctx ends. connected is called once, after the first
-// attempt got its answer's head (or failed), so a fleet can bound the
-// connections being set up at once.
+// run streams until ctx ends (keepStreaming), after each end waiting the
+// last retry hint, as EventSource does.
 func (c *sseClient) run(ctx context.Context, connected func(error)) {
 	c.began = time.Now()
-	first := true
-	for {
-		err := c.stream(ctx, func(err error) {
-			if first {
-				first = false
-				connected(err)
-			}
-		})
-		if first { // failed before the head
-			first = false
-			connected(err)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		c.rec.online.Store(false)
-		c.rec.disconnects.Add(1)
-		if len(c.addrs) > 1 {
-			c.next = (c.next + 1) % len(c.addrs)
-			c.addr = c.addrs[c.next]
-		}
-		// The browser's behaviour, plus a little jitter so that the
-		// bench's own clients do not come back in lockstep.
-		wait := c.retry + rand.N(500*time.Millisecond)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return
-		}
-	}
+	keepStreaming(ctx, c.rec, &c.redial, connected, c.stream, func() time.Duration { return c.retry })
 }
 
 // stream makes one request and parses its stream until it ends.

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"time"
@@ -24,21 +23,20 @@ import (
 // unmasked and simple), so the comparison with SSE measures dlsse, not
 // two client libraries.
 //
-// When the stream ends it reconnects after a second or so with
+// When the stream ends it comes back after a second or so with
 // lastEventId set to the last watermark, which is what DirectLineJS's
 // reconnect route returns, without the REST call.
 type dlwsClient struct {
 	rec     *recorder
 	dialer  net.Dialer
-	addr    string   // dlsse's host:port
-	addrs   []string // with several replicas: where each reconnect goes next, in turn
-	next    int
+	redial         // dlsse's host:port, or the replicas' in turn
 	path    string // the stream's path, without its query
 	query   url.Values
 	bufSize int
 
-	watermark []byte // the last watermark received
-	msg       []byte // a message that arrived in fragments, or longer than the buffer
+	began     time.Time // when run started
+	watermark []byte    // the last watermark received
+	msg       []byte    // a message that arrived in fragments, or longer than the buffer
 }
 
 func newDLWSClient(rec *recorder, src net.IP, addr, target string, bufSize int) (*dlwsClient, error) {
@@ -49,7 +47,7 @@ func newDLWSClient(rec *recorder, src net.IP, addr, target string, bufSize int) 
 	return &dlwsClient{
 		rec:     rec,
 		dialer:  net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second},
-		addr:    addr,
+		redial:  redial{addr: addr},
 		path:    u.Path,
 		query:   u.Query(),
 		bufSize: bufSize,
@@ -58,42 +56,15 @@ func newDLWSClient(rec *recorder, src net.IP, addr, target string, bufSize int) 
 
 // rotate is sseClient.rotate.
 func (c *dlwsClient) rotate(addrs []string) *dlwsClient {
-	c.addrs = addrs
+	c.redial.addrs = addrs
 	return c
 }
 
-// run streams until ctx ends; connected is called once, after the first
-// handshake's answer (or failure).
+// run streams until ctx ends (keepStreaming), coming back a second after
+// each end.
 func (c *dlwsClient) run(ctx context.Context, connected func(error)) {
-	first := true
-	for {
-		err := c.stream(ctx, func(err error) {
-			if first {
-				first = false
-				connected(err)
-			}
-		})
-		if first {
-			first = false
-			connected(err)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		c.rec.online.Store(false)
-		c.rec.disconnects.Add(1)
-		if len(c.addrs) > 1 {
-			c.next = (c.next + 1) % len(c.addrs)
-			c.addr = c.addrs[c.next]
-		}
-		t := time.NewTimer(time.Second + mrand.N(500*time.Millisecond))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return
-		}
-	}
+	c.began = time.Now()
+	keepStreaming(ctx, c.rec, &c.redial, connected, c.stream, func() time.Duration { return time.Second })
 }
 
 // stream makes one upgrade and reads frames until the stream ends.
@@ -130,7 +101,7 @@ func (c *dlwsClient) stream(ctx context.Context, headDone func(error)) error {
 	_ = conn.SetWriteDeadline(time.Time{})
 	c.rec.online.Store(true)
 	if c.rec.onlineIn.Load() == 0 {
-		c.rec.onlineIn.Store(1)
+		c.rec.onlineIn.Store(int64(max(time.Since(c.began), 1)))
 	}
 	return c.read(conn, br)
 }
