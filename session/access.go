@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -39,17 +40,43 @@ var tokenExpiredEvent = ErrorEvent("TokenExpired", "the token this stream was op
 // counts one more subscriber on it.
 func (s *Session) grantLocked(credential string) *access {
 	key := tokenKey(credential)
-	a := s.access[key]
+	a := s.accessOfLocked(key)
 	if a == nil || a.ended.Load() != nil {
 		a = &access{credential: credential, expires: s.m.verifier.expiryOf(credential)}
-		if s.access == nil {
-			s.access = make(map[[32]byte]*access)
-		}
-		s.access[key] = a
+		s.setAccessLocked(key, a)
 		s.armAccessLocked(a)
 	}
 	a.subs++
 	return a
+}
+
+// keyedAccess is one entry of a session's access table: a conversation
+// has one credential in use, two across a refresh, rarely more, so a
+// slice searched in order costs less than a map (~400 B a session).
+type keyedAccess struct {
+	key [32]byte // tokenKey of a credential
+	a   *access
+}
+
+// accessOfLocked is the access of the credential whose tokenKey is key.
+func (s *Session) accessOfLocked(key [32]byte) *access {
+	for _, e := range s.access {
+		if e.key == key {
+			return e.a
+		}
+	}
+	return nil
+}
+
+// setAccessLocked makes key's access a.
+func (s *Session) setAccessLocked(key [32]byte, a *access) {
+	for i := range s.access {
+		if s.access[i].key == key {
+			s.access[i].a = a
+			return
+		}
+	}
+	s.access = append(s.access, keyedAccess{key: key, a: a})
 }
 
 // releaseLocked counts one subscriber less on a; the last one forgets it.
@@ -60,11 +87,7 @@ func (s *Session) releaseLocked(a *access) {
 	if a.timer != nil {
 		a.timer.Stop()
 	}
-	for k, v := range s.access {
-		if v == a {
-			delete(s.access, k)
-		}
-	}
+	s.access = slices.DeleteFunc(s.access, func(e keyedAccess) bool { return e.a == a })
 }
 
 // armAccessLocked schedules a's next look: at its expiry when known, else
@@ -149,13 +172,13 @@ func (s *Session) endAccess(a *access, ev sse.Event) {
 func (s *Session) carryAccess(old, new string, expires time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.access[tokenKey(old)]
+	a := s.accessOfLocked(tokenKey(old))
 	if a == nil || a.ended.Load() != nil {
 		return
 	}
 	a.credential, a.expires = new, expires
-	if k := tokenKey(new); s.access[k] == nil {
-		s.access[k] = a
+	if k := tokenKey(new); s.accessOfLocked(k) == nil {
+		s.setAccessLocked(k, a)
 	}
 	s.armAccessLocked(a)
 }
@@ -165,7 +188,7 @@ func (s *Session) carryAccess(old, new string, expires time.Time) {
 func (s *Session) carryAccessKey(old [32]byte, expires time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.access[old]
+	a := s.accessOfLocked(old)
 	if a == nil || a.ended.Load() != nil || expires.IsZero() {
 		return
 	}
@@ -175,9 +198,9 @@ func (s *Session) carryAccessKey(old [32]byte, expires time.Time) {
 
 // stopAccessLocked stops every access timer (the session is over).
 func (s *Session) stopAccessLocked() {
-	for _, a := range s.access {
-		if a.timer != nil {
-			a.timer.Stop()
+	for _, e := range s.access {
+		if e.a.timer != nil {
+			e.a.timer.Stop()
 		}
 	}
 }

@@ -14,7 +14,8 @@
 // them, the owner, holds a conversation's Direct Line socket and appends
 // what it reads to the shared journal; every replica with subscribers of
 // the conversation follows the journal into a replay log of its own, which
-// its subscribers read. A single process shares with nobody (memory).
+// its subscribers read. A single process shares with nobody: it owns every
+// conversation it has, with no lease.
 package session
 
 import (

@@ -91,9 +91,6 @@ var _ DirectLine = (*upstream.Client)(nil)
 func NewManager(up DirectLine, cfg Config) *Manager {
 	cfg.setDefaults()
 	clustered := cfg.Shared.Leases != nil
-	if !clustered {
-		cfg.Shared = NewMemoryShared(0)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		cfg:        cfg,

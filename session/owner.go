@@ -45,12 +45,13 @@ func (s *Session) leaseTTL() time.Duration {
 	return s.m.cfg.LeaseTTL
 }
 
-// seekLease tries to become the owner. When another replica is, the
-// session follows it and tries again when that lease may run out. It runs
-// at the start, on its timer, and when the owner released the lease.
 // maxLeaseJitter bounds the random wait added to a busy lease's expiry.
 const maxLeaseJitter = 500 * time.Millisecond
 
+// seekLease tries to become the owner. When another replica is, the
+// session follows it and tries again when that lease may run out. It runs
+// at the start, on its timer, and when the owner released the lease. A
+// single process owns every conversation it has, with no lease to keep.
 func (s *Session) seekLease() {
 	if !s.tasks.Add() {
 		return
@@ -60,6 +61,10 @@ func (s *Session) seekLease() {
 	busy := s.owner != nil || s.finished || s.ctx.Err() != nil
 	s.own.Unlock()
 	if busy {
+		return
+	}
+	if !s.m.clustered {
+		s.becomeOwner(Lease{Conversation: s.id, Holder: s.m.cfg.Replica})
 		return
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, leaseCallTimeout)
@@ -105,7 +110,13 @@ func (s *Session) retryLeaseIn(d time.Duration) {
 // socket under it.
 func (s *Session) becomeOwner(l Lease) {
 	o := &ownership{lease: l}
-	o.ctx, o.cancel = context.WithCancel(s.ctx)
+	if s.m.clustered {
+		o.ctx, o.cancel = context.WithCancel(s.ctx)
+	} else {
+		// Alone, a tenure lasts as long as the session: its context
+		// will do (one context less per session).
+		o.ctx, o.cancel = s.ctx, func() {}
+	}
 	s.own.Lock()
 	if s.finished || s.ctx.Err() != nil {
 		s.own.Unlock()
@@ -205,11 +216,13 @@ func (s *Session) tenureEnded(o *ownership) {
 // release gives a lease up, telling the other replicas so they take over at
 // once. It outlives the session's context: a replica that stops hands over.
 func (s *Session) release(l Lease) {
-	ctx, cancel := context.WithTimeout(context.Background(), leaseCallTimeout)
-	defer cancel()
-	if err := s.m.shared.Leases.Release(ctx, l); err != nil {
-		s.lg().Warn().Err(err).Msg("could not release the conversation's lease; it expires by itself")
-		return
+	if s.m.clustered {
+		ctx, cancel := context.WithTimeout(context.Background(), leaseCallTimeout)
+		defer cancel()
+		if err := s.m.shared.Leases.Release(ctx, l); err != nil {
+			s.lg().Warn().Err(err).Msg("could not release the conversation's lease; it expires by itself")
+			return
+		}
 	}
 	s.m.cfg.Observer.Ownership(OwnershipReleased)
 }

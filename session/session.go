@@ -72,8 +72,8 @@ type Session struct {
 	refreshTimer *time.Timer
 	stopped      bool // run has ended: schedule nothing more
 	subs         map[*Subscriber]struct{}
-	access       map[[32]byte]*access // tokenKey -> what subscribers read with
-	waiting      int                  // subscribers between acquire and attach
+	access       []keyedAccess // what subscribers read with, by tokenKey
+	waiting      int           // subscribers between acquire and attach
 	retired      bool
 	status       Status
 	statusVer    uint64

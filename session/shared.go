@@ -8,9 +8,10 @@ import (
 
 // What the replicas of a cluster share about a conversation: who holds its
 // one Direct Line socket (Leases), its replay log (Journal), and the news
-// about it (Bus). A single process shares with nobody and uses the memory
-// implementation (NewMemoryShared); a cluster uses Redis (package cluster).
-// Both pass the suite in session/sharedtest.
+// about it (Bus). A single process shares with nobody and touches none of
+// it: it owns every conversation it has. A cluster uses Redis (package
+// cluster), or memory in one process (NewMemoryShared, for tests); both
+// pass the suite in session/sharedtest.
 //
 // Direct Line is the source of truth, not what is shared: a replica that
 // finds a gap in what it was told fetches the rest from Direct Line, so
