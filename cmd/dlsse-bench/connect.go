@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"time"
 
@@ -45,15 +46,9 @@ func (b *bench) addStreams(ctx context.Context, f *fleet, convs []directlinetest
 	for i, c := range convs {
 		target := "/v3/directline/conversations/" + url.PathEscape(c.ConversationID) + "/stream?t=" + url.QueryEscape(c.Token)
 		rec := &recorder{}
-		to := addrs(i)
-		src := srcs[len(f.recs)%len(srcs)]
-		var cl client = newSSEClient(rec, src, to[0], target, bufSize).rotate(to)
-		if wire == "websocket" {
-			ws, err := newDLWSClient(rec, src, to[0], target, bufSize)
-			if err != nil {
-				return 0, err
-			}
-			cl = ws.rotate(to)
+		cl, err := newSubscriber(rec, srcs[len(f.recs)%len(srcs)], addrs(i), target, bufSize, wire)
+		if err != nil {
+			return 0, err
 		}
 		if err := f.add(rec, cl); err != nil {
 			return 0, err
@@ -66,6 +61,27 @@ func (b *bench) addStreams(ctx context.Context, f *fleet, convs []directlinetest
 	}
 	b.logf("%s streams online in %.1f s", count(int64(len(convs))), took.Seconds())
 	return took, nil
+}
+
+// subscriber is a dlsse subscriber of either wire (sseClient, dlwsClient):
+// run keeps it streaming, as a fleet's client; stream opens one stream,
+// as churn's visits do.
+type subscriber interface {
+	client
+	stream(ctx context.Context, headDone func(error)) error
+}
+
+// newSubscriber makes a subscriber of the given wire to target on
+// addrs[0], reconnecting to the next of addrs in turn.
+func newSubscriber(rec *recorder, src net.IP, addrs []string, target string, bufSize int, wire string) (subscriber, error) {
+	if wire == "websocket" {
+		ws, err := newDLWSClient(rec, src, addrs[0], target, bufSize)
+		if err != nil {
+			return nil, err
+		}
+		return ws.rotate(addrs), nil
+	}
+	return newSSEClient(rec, src, addrs[0], target, bufSize).rotate(addrs), nil
 }
 
 // connectWS starts one baseline client per conversation, reading the

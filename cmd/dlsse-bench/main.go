@@ -19,6 +19,13 @@
 //   - storm: C sessions, the fake drops every upstream socket at once: time
 //     until every session delivers again, reconnect calls per session and
 //     their peak rate, activities lost or duplicated.
+//   - chatrate: 1 conversation × S subscribers, the fake sending at a
+//     steady chat rate (R messages a second, paced): dlsse's CPU per
+//     delivered event, allocations per message, latency, exactly once.
+//   - churn: K clients each opening a conversation, streaming a moment
+//     and leaving, again and again: upstream sockets and sessions open
+//     against live viewers and idle_grace, and how soon dlsse notices a
+//     departed client. Not part of "all": it runs for minutes.
 //   - cluster: three dlsse replicas sharing conversations through a
 //     redis-server, next to one dlsse alone under the same widgets load:
 //     the latency added, Redis round trips and bytes per conversation and
@@ -83,26 +90,37 @@ type options struct {
 	clusterConversations int
 	leaseTTL             time.Duration
 	redisServer          string
-	wire                 string // the subscribers of widgets and fanout: sse or websocket
+	wire                 string // the subscribers of widgets, fanout, chatrate and churn: sse or websocket
+
+	rate          int           // chatrate: messages a second
+	churnClients  int           // churn: clients opening conversations at once
+	churnStream   time.Duration // churn: how long each streams before leaving
+	churnDuration time.Duration // churn: how long the churn lasts
+	idleGrace     time.Duration // churn: dlsse's idle_grace
 }
 
 // allScenarios are what "all" runs: one dlsse, nothing else.
-var allScenarios = []string{"widgets", "baseline", "fanout", "storm"}
+var allScenarios = []string{"widgets", "baseline", "fanout", "chatrate", "storm"}
 
-// scenarios are every scenario: "all", and cluster (which needs
-// redis-server).
-var scenarios = append(slices.Clone(allScenarios), "cluster")
+// scenarios are every scenario: "all", churn (minutes long) and cluster
+// (which needs redis-server).
+var scenarios = append(slices.Clone(allScenarios), "churn", "cluster")
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("dlsse-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	scenario := fs.String("scenario", "all", "widgets, baseline, fanout, storm, cluster, all (the first four), or a comma-separated list")
+	scenario := fs.String("scenario", "all", "widgets, baseline, fanout, chatrate, storm, churn, cluster, all (all but churn and cluster), or a comma-separated list")
 	fs.IntVar(&o.conversations, "conversations", 10_000, "conversations (one subscriber each) in widgets, baseline and storm")
-	fs.IntVar(&o.subscribers, "subscribers", 1_000, "subscribers of the one conversation in fanout")
+	fs.IntVar(&o.subscribers, "subscribers", 1_000, "subscribers of the one conversation in fanout and chatrate")
 	fs.IntVar(&o.events, "events", 1_000, "messages in the fanout burst")
 	fs.DurationVar(&o.interval, "interval", 10*time.Second, "widgets and baseline: each conversation gets one message per interval")
-	fs.DurationVar(&o.duration, "duration", 30*time.Second, "widgets and baseline: how long the trickle lasts (rounds = duration / interval)")
+	fs.DurationVar(&o.duration, "duration", 30*time.Second, "widgets and baseline: how long the trickle lasts (rounds = duration / interval); chatrate: how long the fake sends")
+	fs.IntVar(&o.rate, "rate", 20, "chatrate: messages a second the fake sends to the conversation, paced")
+	fs.IntVar(&o.churnClients, "churn-clients", 16, "churn: clients, each opening a conversation, streaming and leaving, again and again")
+	fs.DurationVar(&o.churnStream, "churn-stream", 1500*time.Millisecond, "churn: how long a client streams before it leaves (closes the connection)")
+	fs.DurationVar(&o.churnDuration, "churn-duration", 5*time.Minute, "churn: how long the churn lasts")
+	fs.DurationVar(&o.idleGrace, "idle-grace", 30*time.Second, "churn: dlsse's idle_grace (its default), which bounds the sessions left open")
 	fs.DurationVar(&o.idle, "idle", 20*time.Second, "widgets: how long dlsse's CPU is measured with C idle sessions (≥ 20s covers every keepalive and heartbeat once)")
 	fs.IntVar(&o.sources, "sources", 16, "loopback source addresses the clients connect from (127.0.0.1 …)")
 	fs.IntVar(&o.concurrency, "connect-concurrency", 256, "client connections being set up at once")
@@ -117,7 +135,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.clusterConversations, "cluster-conversations", 3_000, "cluster: conversations (one subscriber each), on the three replicas and on the single node it is compared with")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 15*time.Second, "cluster: the replicas' lease_ttl (dlsse's default; at least 3s)")
 	fs.StringVar(&o.redisServer, "redis-server", "", "cluster: the redis-server binary (default: redis-server on PATH)")
-	fs.StringVar(&o.wire, "wire", "sse", "widgets and fanout: what the subscribers are, sse (EventSource's way) or websocket (DirectLineJS's: Direct Line's stream protocol on the same URL)")
+	fs.StringVar(&o.wire, "wire", "sse", "widgets, fanout, chatrate and churn: what the subscribers are, sse (EventSource's way) or websocket (DirectLineJS's: Direct Line's stream protocol on the same URL)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -138,13 +156,26 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.leaseTTL < 3*time.Second {
 		return o, errors.New("-lease-ttl must be at least 3s (dlsse's minimum)")
 	}
-	if o.conversations < 1 || o.clusterConversations < 1 || o.subscribers < 1 || o.events < 1 || o.sources < 1 || o.sources > 250*250 || o.concurrency < 1 {
+	if o.conversations < 1 || o.clusterConversations < 1 || o.subscribers < 1 || o.events < 1 || o.sources < 1 || o.sources > 250*250 || o.concurrency < 1 ||
+		o.rate < 1 || o.churnClients < 1 {
 		return o, errors.New("sizes must be positive (and -sources at most 62500)")
 	}
-	if o.interval <= 0 || o.duration < o.interval || o.idle < 0 {
-		return o, errors.New("-interval must be positive and -duration at least one interval")
+	if o.interval <= 0 || o.duration <= 0 || o.idle < 0 {
+		return o, errors.New("-interval and -duration must be positive")
+	}
+	if o.duration < o.interval && slices.ContainsFunc(o.scenarios, trickles) {
+		return o, errors.New("-duration must be at least one -interval")
+	}
+	if o.churnStream <= 0 || o.churnDuration <= 0 || o.idleGrace <= 0 {
+		return o, errors.New("-churn-stream, -churn-duration and -idle-grace must be positive")
 	}
 	return o, nil
+}
+
+// trickles says whether scenario s sends -interval apart for -duration
+// (widgets' trickle), so that it needs one round at least.
+func trickles(s string) bool {
+	return s == "widgets" || s == "baseline" || s == "cluster"
 }
 
 // rounds is how many messages each widget conversation gets.
@@ -156,7 +187,9 @@ type results struct {
 	Widgets  *widgetsReport  `json:"widgets,omitempty"`
 	Baseline *baselineReport `json:"baseline,omitempty"`
 	Fanout   *fanoutReport   `json:"fanout,omitempty"`
+	Chatrate *chatrateReport `json:"chatrate,omitempty"`
 	Storm    *stormReport    `json:"storm,omitempty"`
+	Churn    *churnReport    `json:"churn,omitempty"`
 	Cluster  *clusterReport  `json:"cluster,omitempty"`
 }
 
@@ -219,8 +252,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			b.res.Baseline, err = b.baseline(ctx)
 		case "fanout":
 			b.res.Fanout, err = b.fanout(ctx)
+		case "chatrate":
+			b.res.Chatrate, err = b.chatrate(ctx)
 		case "storm":
 			b.res.Storm, err = b.storm(ctx)
+		case "churn":
+			b.res.Churn, err = b.churn(ctx)
 		case "cluster":
 			b.res.Cluster, err = b.cluster(ctx)
 		}
@@ -257,9 +294,11 @@ type env struct {
 }
 
 // start runs a fresh fake, and dlsse in front of it unless withDlsse is
-// false. Each scenario gets fresh processes, so none measures what an
+// false, with the scenario's own dlsse flags (dlsseArgs) after
+// -dlsse-args, so that a setting a scenario reports against is the one it
+// set. Each scenario gets fresh processes, so none measures what an
 // earlier one left behind.
-func (b *bench) start(ctx context.Context, name string, withDlsse bool, streamsPerConversation int) (*env, error) {
+func (b *bench) start(ctx context.Context, name string, withDlsse bool, streamsPerConversation int, dlsseArgs ...string) (*env, error) {
 	logDir := b.dir + "/" + name
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
@@ -270,7 +309,7 @@ func (b *bench) start(ctx context.Context, name string, withDlsse bool, streamsP
 	}
 	e := &env{fake: fake, ctl: newCtl(fake)}
 	if withDlsse {
-		e.dlsse, err = startDlsse(ctx, b.dlsseBin, logDir, fake.URL, streamsPerConversation, b.opt.dlsseArgs)
+		e.dlsse, err = startDlsse(ctx, b.dlsseBin, logDir, fake.URL, streamsPerConversation, slices.Concat(b.opt.dlsseArgs, dlsseArgs))
 		if err != nil {
 			e.stop()
 			return nil, err
@@ -333,7 +372,13 @@ func (b *bench) printTables(w io.Writer) {
 	if r := b.res.Fanout; r != nil {
 		r.table().write(w)
 	}
+	if r := b.res.Chatrate; r != nil {
+		r.table().write(w)
+	}
 	if r := b.res.Storm; r != nil {
+		r.table().write(w)
+	}
+	if r := b.res.Churn; r != nil {
 		r.table().write(w)
 	}
 	if r := b.res.Cluster; r != nil {

@@ -7,13 +7,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 )
 
-// TestBenchTiny runs every scenario at tiny sizes through real processes
+// TestBenchTiny runs every scenario of "all" at tiny sizes through real processes
 // (dlsse and the fake, built for the occasion) and checks that the
 // reports add up: every message delivered exactly once, the counts
 // consistent, the storm recovered. It never asserts a duration or a rate:
@@ -26,8 +27,9 @@ func TestBenchTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const c, s, n = 20, 20, 50
+	const m = 20 // chatrate's messages: -rate 50 for -duration 400ms
 	args := []string{"-scenario", "all", "-json", "-conversations", "20", "-subscribers", "20", "-events", "50",
-		"-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3"}
+		"-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3", "-rate", "50"}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -57,6 +59,9 @@ func TestBenchTiny(t *testing.T) {
 		f.SlowDrops != 0 || f.ClientDisconnects != 0 || f.EventsPerS <= 0 || f.Latency.N != s*n {
 		t.Errorf("fanout: %+v", f)
 	}
+	if cr := res.Chatrate; cr == nil || !chatrateAddsUp(cr, s, m) {
+		t.Errorf("chatrate: %+v", cr)
+	}
 	st := res.Storm
 	if st == nil || st.Sessions != c || st.Dropped != c || st.Back != c || st.SocketsOpen != c ||
 		st.Expected != c*4 || st.Delivered != st.Expected || st.Lost != 0 || st.Duplicated != 0 ||
@@ -68,16 +73,16 @@ func TestBenchTiny(t *testing.T) {
 	var tables bytes.Buffer
 	b := &bench{opt: options{scenarios: allScenarios}, res: res}
 	b.printTables(&tables)
-	for _, want := range []string{"#### widgets", "#### baseline", "#### fanout", "#### storm", "| lost / duplicated | 0 / 0 |"} {
+	for _, want := range []string{"#### widgets", "#### baseline", "#### fanout", "#### chatrate", "#### storm", "| lost / duplicated | 0 / 0 |"} {
 		if !bytes.Contains(tables.Bytes(), []byte(want)) {
 			t.Errorf("tables lack %q:\n%s", want, tables.String())
 		}
 	}
 }
 
-// TestBenchTinyWebSocket runs widgets and fanout with WebSocket
-// subscribers (Direct Line's protocol, as DirectLineJS opens the stream):
-// every message once, none dropped.
+// TestBenchTinyWebSocket runs widgets, fanout, chatrate and churn with
+// WebSocket subscribers (Direct Line's protocol, as DirectLineJS opens the
+// stream): every message once, none dropped, every departure seen.
 func TestBenchTinyWebSocket(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs dlsse and the fake")
@@ -85,9 +90,9 @@ func TestBenchTinyWebSocket(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	const c, s, n = 20, 20, 50
-	args := []string{"-scenario", "widgets,fanout", "-wire", "websocket", "-json", "-conversations", "20", "-subscribers", "20",
-		"-events", "50", "-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3"}
+	const c, s, n, m = 20, 20, 50, 20
+	args := append([]string{"-scenario", "widgets,fanout,chatrate,churn", "-wire", "websocket", "-json", "-conversations", "20", "-subscribers", "20",
+		"-events", "50", "-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3", "-rate", "50"}, tinyChurn...)
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -105,6 +110,66 @@ func TestBenchTinyWebSocket(t *testing.T) {
 	if f := res.Fanout; f == nil || f.Wire != "websocket" || f.Expected != s*n || f.Delivered != f.Expected || f.Lost != 0 ||
 		f.Duplicated != 0 || f.SlowDrops != 0 || f.ClientDisconnects != 0 {
 		t.Errorf("fanout: %+v", f)
+	}
+	if cr := res.Chatrate; cr == nil || cr.Wire != "websocket" || !chatrateAddsUp(cr, s, m) {
+		t.Errorf("chatrate: %+v", cr)
+	}
+	if ch := res.Churn; ch == nil || ch.Wire != "websocket" || !churnAddsUp(ch) {
+		t.Errorf("churn: %+v", ch)
+	}
+}
+
+// chatrateAddsUp says whether a chatrate report of s subscribers and m
+// messages has every message once at every subscriber, none dropped.
+func chatrateAddsUp(r *chatrateReport, s, m int) bool {
+	_, measured := r.CPU["dlsse"]
+	return r.Subscribers == s && r.Messages == m && r.Expected == int64(s*m) && r.Events == r.Expected &&
+		r.Lost == 0 && r.Duplicated == 0 && r.SlowDrops == 0 && r.Disconnects == 0 && r.Latency.N == s*m && measured
+}
+
+// tinyChurn are the churn's flags in the tests: 4 clients for 3 s, each
+// streaming 300 ms, idle_grace 1 s.
+var tinyChurn = []string{"-churn-clients", "4", "-churn-stream", "300ms", "-churn-duration", "3s", "-idle-grace", "1s"}
+
+// churnAddsUp says whether a churn report of tinyChurn adds up: every
+// client visited, no visit failed, dlsse counted every departure as
+// client_gone and noticed every probe's, sampled the churn, and closed
+// every session and socket after.
+func churnAddsUp(r *churnReport) bool {
+	return r.Clients == 4 && r.Churned >= 4 && r.Failed == 0 && r.NeverOnline == 0 && r.ClientGone == float64(r.Churned) &&
+		len(r.Samples) > 0 && r.MaxUpstream > 0 && r.MaxSessions >= r.MaxUpstream &&
+		r.Probes == churnProbes && r.ProbeMissed == 0 && r.Drained && r.SessionsLeft == 0 && r.UpstreamLeft == 0 && r.FakeSocketsLeft == 0
+}
+
+// TestBenchTinyChurn runs churn (not part of "all") at a tiny size with
+// SSE clients.
+func TestBenchTinyChurn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs dlsse and the fake")
+	}
+	defer goleak.VerifyNone(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	args := append([]string{"-scenario", "churn", "-json", "-sources", "3"}, tinyChurn...)
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	var out, errs bytes.Buffer
+	if err := run(ctx, args, &out, &errs); err != nil {
+		t.Fatalf("run: %v\n%s", err, errs.String())
+	}
+	var res results
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("JSON output: %v\n%s", err, out.String())
+	}
+	if ch := res.Churn; ch == nil || ch.Wire != "sse" || !churnAddsUp(ch) {
+		t.Errorf("churn: %+v", ch)
+	}
+	var tables bytes.Buffer
+	b := &bench{opt: options{scenarios: []string{"churn"}}, res: res}
+	b.printTables(&tables)
+	if !bytes.Contains(tables.Bytes(), []byte("#### churn")) {
+		t.Errorf("tables lack the churn:\n%s", tables.String())
 	}
 }
 
@@ -219,6 +284,9 @@ func TestParseOptions(t *testing.T) {
 		{"-interval", "10s", "-duration", "1s"},
 		{"-lease-ttl", "1s"},
 		{"-cluster-conversations", "0"},
+		{"-rate", "0"},
+		{"-churn-clients", "0"},
+		{"-idle-grace", "0s"},
 	} {
 		if _, err := parseOptions(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
@@ -230,10 +298,16 @@ func TestParseOptions(t *testing.T) {
 	}
 	// "all" is the single-node scenarios; cluster is asked for by name.
 	o, err = parseOptions([]string{"-scenario", "all"}, io.Discard)
-	if err != nil || len(o.scenarios) != 4 || o.leaseTTL != 15*time.Second {
+	if err != nil || len(o.scenarios) != 5 || slices.Contains(o.scenarios, "churn") || o.leaseTTL != 15*time.Second {
 		t.Errorf("%+v %v", o, err)
 	}
-	if o, err := parseOptions([]string{"-scenario", "cluster"}, io.Discard); err != nil || o.scenarios[0] != "cluster" {
+	for _, s := range []string{"cluster", "churn"} {
+		if o, err := parseOptions([]string{"-scenario", s}, io.Discard); err != nil || o.scenarios[0] != s {
+			t.Errorf("%+v %v", o, err)
+		}
+	}
+	// Only a trickle needs -duration to hold one -interval.
+	if o, err := parseOptions([]string{"-scenario", "chatrate", "-duration", "3s"}, io.Discard); err != nil || o.rate != 20 {
 		t.Errorf("%+v %v", o, err)
 	}
 }
