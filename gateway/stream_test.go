@@ -472,6 +472,31 @@ func TestHeartbeatComments(t *testing.T) {
 	waitFor(t, 5*time.Second, "three heartbeats", func() bool { return s.Comments() >= 3 })
 }
 
+// TestStreamOutlivesTheHeadsWriteDeadline: the deadline the answer's head
+// was written under is lifted for the stream, whose writes mostly need
+// none: an activity long after it still arrives on the same stream
+// (once, the write timeout after the head, every stream failed as slow).
+func TestStreamOutlivesTheHeadsWriteDeadline(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{gateway: gateway.Config{Heartbeat: 20 * time.Millisecond, SSEWriteTimeout: 200 * time.Millisecond}})
+	ctx := testContext(t, 10*time.Second)
+	conv := h.start()
+	s := h.open(ctx, conv.StreamURL, nil)
+	waitOnline(ctx, t, s)
+	// Twenty silent heartbeats: well past the head's deadline.
+	waitFor(t, 5*time.Second, "twenty heartbeats", func() bool { return s.Comments() >= 20 })
+	h.post(conv.ConversationID, conv.Token, "late")
+	for {
+		ev, err := s.NextNamed(ctx, "activity")
+		if err != nil {
+			t.Fatalf("the stream ended after its head's deadline: %v", err)
+		}
+		if strings.Contains(ev.Data, `"echo: late"`) {
+			return
+		}
+	}
+}
+
 // waitOnline reads status events until the upstream is online.
 func waitOnline(ctx context.Context, t *testing.T, s *ssetest.Stream) {
 	t.Helper()

@@ -158,7 +158,7 @@ func (s *Session) checkAccess(a *access) {
 func (s *Session) endAccess(a *access, ev sse.Event) {
 	a.ended.Store(&ev)
 	s.mu.Lock()
-	for sub := range s.subs {
+	for _, sub := range s.subs {
 		if sub.acc == a {
 			sub.wake()
 		}

@@ -4,11 +4,12 @@
 // any number of subscribers read the log at their own pace.
 //
 // Fan-out is pull-based: a session appends each activity to its Log once,
-// encoded once, and wakes its subscribers; each subscriber copies what it
-// has not yet written from the shared log. Publishing therefore never waits
-// for a subscriber, and a subscriber that falls behind costs no memory: it
-// either catches up from the log, or from Direct Line when the log has
-// moved past it.
+// encoded once, and has its subscribers' streams written (fanout.go); each
+// subscriber copies what it has not yet written from the shared log, and
+// its stream writes it with a non-blocking write. Publishing therefore
+// never waits for a subscriber, and a subscriber that falls behind costs
+// no memory: it either catches up from the log, or from Direct Line when
+// the log has moved past it.
 //
 // Several replicas share conversations through Shared (shared.go): one of
 // them, the owner, holds a conversation's Direct Line socket and appends

@@ -6,6 +6,9 @@ import (
 	"io"
 	"runtime"
 	"testing"
+	"time"
+
+	"github.com/dlsse/dlsse/sse"
 )
 
 // fanOutSizes are the subscriber counts of the fan-out benchmarks.
@@ -74,6 +77,28 @@ func BenchmarkFanOutStart(b *testing.B) {
 			runtime.ReadMemStats(&ms0)
 			for b.Loop() {
 				publish()
+			}
+			reportPerSub(b, subs, &ms0)
+		})
+	}
+}
+
+// BenchmarkFanOutSockets is the same over loopback TCP, each stream read
+// by a client goroutine that parses its lines: the path production runs,
+// write(2) included (which costs most of it). One op publishes an
+// activity and waits until every client parsed it.
+func BenchmarkFanOutSockets(b *testing.B) {
+	for _, subs := range fanOutSizes {
+		b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
+			f := newSocketFanOut(b, subs, 300, sse.Options{Retry: time.Second, Heartbeat: time.Hour, WriteTimeout: 15 * time.Second}, true)
+			for range 5 {
+				f.publishAndWait(b)
+			}
+			b.ReportAllocs()
+			var ms0 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			for b.Loop() {
+				f.publishAndWait(b)
 			}
 			reportPerSub(b, subs, &ms0)
 		})

@@ -41,7 +41,8 @@ func newFanOutWire(tb testing.TB, n int, ev sse.Event, wire Wire) *fanOut {
 		sub := newSubscriber(s, nil, wire)
 		s.mu.Lock()
 		sub.acc = s.grantLocked("fanout-token") // what subscribe does once verified
-		s.subs[sub] = struct{}{}
+		sub.idx = len(s.subs)
+		s.subs = append(s.subs, sub)
 		s.mu.Unlock()
 		f.subs = append(f.subs, sub)
 	}

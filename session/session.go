@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -38,6 +39,12 @@ type Session struct {
 	ingested        chan error
 	ingestPendingFn func()
 
+	// Fan-out (fanout.go): its state, the pass bound once, and the
+	// subscribers the running pass writes.
+	fan      atomic.Int32
+	passFn   func()
+	passSubs []*Subscriber
+
 	// Ownership (owner.go): the tenure, if any, and what seeks the next.
 	own        sync.Mutex
 	owner      *ownership
@@ -70,17 +77,19 @@ type Session struct {
 	mu           sync.Mutex
 	creds        []credential // proven credentials, newest first; never logged
 	refreshTimer *time.Timer
-	stopped      bool // run has ended: schedule nothing more
-	subs         map[*Subscriber]struct{}
+	stopped      bool          // run has ended: schedule nothing more
+	subs         []*Subscriber // each knows its index (Subscriber.idx)
 	access       []keyedAccess // what subscribers read with, by tokenKey
 	waiting      int           // subscribers between acquire and attach
 	retired      bool
 	status       Status
 	statusVer    uint64
+	statusSeen   atomic.Uint64 // statusVer, for subscribers to check without the lock
 	statusJSON   []byte
-	over         bool      // the session ended for good; subscribers end too
-	overErr      error     // why, for subscribers that arrive after
-	terminal     sse.Event // what they write last (nil: nothing more)
+	over         bool        // the session ended for good; subscribers end too
+	overSeen     atomic.Bool // over, for subscribers to check without the lock
+	overErr      error       // why, for subscribers that arrive after
+	terminal     sse.Event   // what they write last (nil: nothing more)
 	idleTimer    *time.Timer
 }
 
@@ -104,10 +113,10 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		offer:           offer,
 		hasOffer:        hasOffer,
 		ready:           make(chan struct{}),
-		subs:            make(map[*Subscriber]struct{}),
 		ingested:        make(chan error),
 	}
 	s.ingestPendingFn = s.ingestPending
+	s.passFn = s.pass
 	// A session starts where Direct Line vouches for: a start answer's
 	// beginning, or "now" (a poll first). Never at a client's cursor or
 	// watermark: one from the future, or from another conversation, would
@@ -194,7 +203,8 @@ func (s *Session) subscribe(ctx context.Context, req Request) (*Subscriber, erro
 	s.waiting--
 	attached = true
 	sub.acc = s.grantLocked(req.Credential)
-	s.subs[sub] = struct{}{}
+	sub.idx = len(s.subs)
+	s.subs = append(s.subs, sub)
 	s.addCredentialLocked(req.Credential, time.Time{})
 	if s.idleTimer != nil {
 		s.idleTimer.Stop()
@@ -228,7 +238,14 @@ func classify(err error) error {
 // detach removes a subscriber; the last one leaving starts the idle grace.
 func (s *Session) detach(sub *Subscriber) {
 	s.mu.Lock()
-	delete(s.subs, sub)
+	if i := sub.idx; i >= 0 && i < len(s.subs) && s.subs[i] == sub {
+		last := len(s.subs) - 1
+		moved := s.subs[last]
+		s.subs[i], moved.idx = moved, i
+		s.subs[last] = nil
+		s.subs = s.subs[:last]
+		sub.idx = -1
+	}
 	s.releaseLocked(sub.acc)
 	s.mu.Unlock()
 	s.scheduleIdle()
@@ -259,22 +276,13 @@ func (s *Session) Subscribers() int {
 	return len(s.subs)
 }
 
-// notify wakes every subscriber. It never blocks: a subscriber that has
-// not yet taken its last wake-up will read everything new anyway.
-func (s *Session) notify() {
-	s.mu.Lock()
-	for sub := range s.subs {
-		sub.wake()
-	}
-	s.mu.Unlock()
-}
-
 // endWith retires the session and makes every subscriber write ev (if any)
 // and end. err is what a subscriber arriving meanwhile is told.
 func (s *Session) endWith(err error, ev sse.Event) {
 	s.mu.Lock()
 	if !s.over {
 		s.over, s.overErr, s.terminal = true, err, ev
+		s.overSeen.Store(true)
 	}
 	s.mu.Unlock()
 	s.m.retire(s, true) // first, so no new subscriber finds it

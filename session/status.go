@@ -81,6 +81,7 @@ func (s *Session) setStatusLocked(st Status) bool {
 	data, _ := json.Marshal(st)
 	s.status = st
 	s.statusVer++
+	s.statusSeen.Store(s.statusVer)
 	s.statusJSON = data
 	return true
 }

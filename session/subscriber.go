@@ -11,12 +11,13 @@ import (
 // Subscriber is one reader of a session: it implements sse.Feed over the
 // session's log. Only one goroutine (the stream loop) calls Next.
 type Subscriber struct {
-	s      *Session
-	wire   Wire
-	set    wsSet   // WireWebSocket: the frame being filled
-	acc    *access // what its credential lets it read; set on attach
-	wakeC  chan struct{}
-	notify atomic.Pointer[func()] // set by sse.Start: called instead of wakeC
+	s     *Session
+	wire  Wire
+	set   wsSet   // WireWebSocket: the frame being filled
+	acc   *access // what its credential lets it read; set on attach
+	idx   int     // in the session's subs while attached, else -1 (under s.mu)
+	wakeC chan struct{}
+	waker atomic.Pointer[sse.Waker] // set by sse.Start: used instead of wakeC
 
 	pos        uint64 // next log position to read
 	attachHead uint64 // log head when attached: ephemeral entries before it are history
@@ -57,7 +58,7 @@ type anchor struct {
 var _ sse.Notifier = (*Subscriber)(nil)
 
 func newSubscriber(s *Session, cursor *Cursor, wire Wire) *Subscriber {
-	sub := &Subscriber{s: s, wire: wire, set: wsSet{at: -1}, wakeC: make(chan struct{}, 1)}
+	sub := &Subscriber{s: s, wire: wire, set: wsSet{at: -1}, idx: -1, wakeC: make(chan struct{}, 1)}
 	sub.read = sub.take
 	head, here := s.log.Position()
 	sub.attachHead = head
@@ -78,26 +79,46 @@ func newSubscriber(s *Session, cursor *Cursor, wire Wire) *Subscriber {
 	return sub
 }
 
+// wake has the subscriber's stream look at the log on its own goroutine.
 func (sub *Subscriber) wake() {
-	if f := sub.notify.Load(); f != nil {
-		(*f)()
+	if w := sub.waker.Load(); w != nil {
+		(*w).Wake()
 		return
 	}
+	sub.signal()
+}
+
+// writeNow has the subscriber's stream write what is new on the caller's
+// goroutine, if it can without waiting (sse.Waker).
+func (sub *Subscriber) writeNow() {
+	if w := sub.waker.Load(); w != nil {
+		(*w).WriteNow()
+		return
+	}
+	sub.signal()
+}
+
+func (sub *Subscriber) signal() {
 	select {
 	case sub.wakeC <- struct{}{}:
 	default:
 	}
 }
 
-// SetNotify implements sse.Notifier: wake-ups call f instead of signalling
-// Ready (nil: Ready again). A wake-up missed while it changes is not lost
-// to a stream that reads Next after setting it, as sse.Start does.
-func (sub *Subscriber) SetNotify(f func()) {
-	if f == nil {
-		sub.notify.Store(nil)
+// SetWaker implements sse.Notifier: wake-ups go to w instead of Ready
+// (nil: Ready again). A wake-up missed while it changes is not lost to a
+// stream that reads Next after setting it, as sse.Start does.
+func (sub *Subscriber) SetWaker(w sse.Waker) {
+	if w == nil {
+		sub.waker.Store(nil)
 		return
 	}
-	sub.notify.Store(&f)
+	sub.waker.Store(&w)
+}
+
+// Prompt implements sse.Notifier: Next waits only for a catch-up's fetch.
+func (sub *Subscriber) Prompt() bool {
+	return sub.pos != 0 || sub.joining || len(sub.pending) > 0
 }
 
 // Ready implements sse.Feed.
@@ -140,7 +161,11 @@ func (sub *Subscriber) next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		}
 	}
 	delivered := 0
-	defer func() { sub.s.m.cfg.Observer.ActivitiesDelivered(delivered) }()
+	defer func() {
+		if delivered > 0 {
+			sub.s.m.cfg.Observer.ActivitiesDelivered(delivered)
+		}
+	}()
 	for len(sub.pending) > 0 && len(dst) < max {
 		p := sub.pending[0]
 		sub.pending[0] = pendingEvent{}
@@ -150,6 +175,7 @@ func (sub *Subscriber) next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		delivered++
 	}
 	if len(sub.pending) > 0 {
+		sub.wake() // a full batch: the stream asks again
 		return dst, ""
 	}
 	sub.pending = nil
@@ -190,7 +216,8 @@ func (sub *Subscriber) next(ctx context.Context, dst []byte) ([]byte, sse.Reason
 		sub.skip = nil
 	}
 	if sub.pos < sub.s.log.Head() {
-		return dst, "" // a full batch: the stream loop asks again at once
+		sub.wake() // a full batch: the stream asks again
+		return dst, ""
 	}
 	return dst, sub.endIfOver(&dst)
 }
@@ -224,8 +251,8 @@ func (sub *Subscriber) take(e *Entry) bool {
 // its id: a client that loses the stream before any activity arrived then
 // resumes from where it joined, not from "now", and loses nothing.
 func (sub *Subscriber) appendStatus(dst []byte) []byte {
-	if sub.wire != WireSSE {
-		return dst // Direct Line's stream has no such thing
+	if sub.wire != WireSSE || sub.s.statusSeen.Load() == sub.statusVer {
+		return dst // Direct Line's stream has no such thing; or nothing new
 	}
 	data, ver := sub.s.currentStatus(sub.statusVer)
 	if data == nil {
@@ -239,6 +266,9 @@ func (sub *Subscriber) appendStatus(dst []byte) []byte {
 // log was written.
 func (sub *Subscriber) endIfOver(dst *[]byte) sse.Reason {
 	s := sub.s
+	if !s.overSeen.Load() {
+		return ""
+	}
 	s.mu.Lock()
 	over, ev, why := s.over, s.terminal, s.overErr
 	s.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -34,7 +35,9 @@ type Feed interface {
 	// Next appends the encoded events available now to dst and returns
 	// the result. It must not wait for other subscribers; it may wait for
 	// work of its own (for example a fetch from upstream). A non-empty
-	// Reason ends the stream once the returned bytes are written.
+	// Reason ends the stream once the returned bytes are written. A feed
+	// that returns less than it has (a batch is full) signals again, as
+	// for something new.
 	Next(ctx context.Context, dst []byte) ([]byte, Reason)
 }
 
@@ -99,6 +102,7 @@ var pingComment = AppendComment(nil, "ping")
 // stream ended. It never closes w.
 func Serve(ctx context.Context, w Writer, feed Feed, opt Options) Reason {
 	s := newStream(w, opt)
+	s.bind()
 
 	var heartbeat <-chan time.Time
 	var timer *time.Timer
@@ -139,12 +143,20 @@ type stream struct {
 	deadline deadliner
 	opt      Options
 	first    bool // the retry hint is still to be written
+
+	// A connection's own socket (nil for any other Writer), written
+	// without waiting first (tryWrite): most writes need no deadline.
+	raw syscall.RawConn
+	nonBlocking
 }
 
 func newStream(w Writer, opt Options) stream {
 	s := stream{w: w, opt: opt, first: true}
 	s.flush, _ = w.(flusher)
 	s.deadline, _ = w.(deadliner)
+	if s.flush == nil { // a buffered writer's bytes must go through it
+		s.raw = rawConnOf(w)
+	}
 	return s
 }
 
@@ -156,47 +168,58 @@ func (s *stream) ping() []byte {
 	return pingComment
 }
 
-// drain writes what feed has now, batch after batch (the first one starts
-// with the retry hint), until a batch comes back empty or the stream ends.
-// It reports whether it wrote anything.
+// drain writes the batch feed has now (the first one starts with the
+// retry hint). It reports whether it wrote anything.
 func (s *stream) drain(ctx context.Context, feed Feed) (wrote bool, end Reason) {
-	for {
-		bp := bufPool.Get().(*[]byte)
-		buf := (*bp)[:0]
-		if s.first && s.opt.Retry > 0 {
-			buf = AppendRetry(buf, s.opt.Retry)
-		}
-		s.first = false
-		buf, end = feed.Next(ctx, buf)
-		err := s.write(buf)
-		n := len(buf)
-		if cap(buf) <= maxPooledBuffer {
-			*bp = buf[:0]
-			bufPool.Put(bp)
-		}
-		if err != "" {
-			return wrote, err
-		}
-		wrote = wrote || n > 0
-		if end != "" || n == 0 {
-			return wrote, end
-		}
-		// There may be more than one batch waiting: ask again.
+	bp := bufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	if s.first && s.opt.Retry > 0 {
+		buf = AppendRetry(buf, s.opt.Retry)
 	}
+	s.first = false
+	buf, end = feed.Next(ctx, buf)
+	*bp = buf
+	err := s.write(buf)
+	n := len(buf)
+	putBuf(bp)
+	if err != "" {
+		return false, err
+	}
+	return n > 0, end
 }
 
 // write sends b (if any) and maps a failure to the reason the stream ends.
+// A socket is tried without waiting first; only what it cannot take at
+// once is written under the write timeout, which is then lifted again (a
+// deadline left behind would fail a later non-blocking write once it
+// passed).
 func (s *stream) write(b []byte) Reason {
 	if len(b) == 0 {
 		return ""
 	}
-	if s.deadline != nil && s.opt.WriteTimeout > 0 {
+	if s.raw != nil {
+		n, err := s.tryWrite(b)
+		if err != nil || n == len(b) {
+			return reasonOf(err)
+		}
+		b = b[n:]
+	}
+	timed := s.deadline != nil && s.opt.WriteTimeout > 0
+	if timed {
 		_ = s.deadline.SetWriteDeadline(time.Now().Add(s.opt.WriteTimeout))
 	}
 	_, err := s.w.Write(b)
 	if err == nil && s.flush != nil {
 		err = s.flush.Flush()
 	}
+	if timed && err == nil && s.raw != nil {
+		_ = s.deadline.SetWriteDeadline(time.Time{})
+	}
+	return reasonOf(err)
+}
+
+// reasonOf maps a write's error to the reason the stream ends ("": none).
+func reasonOf(err error) Reason {
 	switch {
 	case err == nil:
 		return ""
@@ -204,5 +227,13 @@ func (s *stream) write(b []byte) Reason {
 		return ReasonSlow
 	default:
 		return ReasonClientGone
+	}
+}
+
+// putBuf returns a batch buffer to the pool, unless a huge batch grew it.
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledBuffer {
+		*bp = (*bp)[:0]
+		bufPool.Put(bp)
 	}
 }

@@ -6,13 +6,30 @@ import (
 	"time"
 )
 
-// A Notifier is a Feed that can call a function whenever Next may have
-// something new, instead of signalling its Ready channel. Start needs one.
+// A Notifier is a Feed that tells its stream when Next may have something
+// new, through the Waker Start hands it, instead of signalling Ready.
+// Start needs one.
 type Notifier interface {
 	Feed
-	// SetNotify makes the feed call f (nil: signal Ready again). f must
-	// not block: it is called from whoever publishes.
-	SetNotify(f func())
+	// SetWaker hands the feed its stream's Waker (nil: the stream ended;
+	// signal Ready again). A Waker's methods never block: publishers call
+	// them.
+	SetWaker(w Waker)
+	// Prompt reports whether Next would answer at once, without waiting
+	// for work of its own (a fetch): only then may a publisher have the
+	// stream written on its own goroutine.
+	Prompt() bool
+}
+
+// A Waker is how a feed's publisher has its stream write what is new.
+type Waker interface {
+	// Wake has the stream look at its feed soon, on a goroutine of its own.
+	Wake()
+	// WriteNow writes what the feed has on the caller's goroutine, when
+	// the stream is idle and that takes no waiting: a write the client's
+	// socket cannot take at once is left to the stream's own goroutine,
+	// as is anything else (a heartbeat, the end). Otherwise it is Wake.
+	WriteNow()
 }
 
 // Start runs a stream like Serve, but holds no goroutine while the stream
@@ -20,8 +37,12 @@ type Notifier interface {
 // heartbeat is due or ctx ends, writes what there is, and exits. An idle
 // stream costs its state and a timer instead of a parked goroutine's stack
 // (4 KiB or more), which is most of what an idle chat costs a gateway.
-// Writes still happen on a goroutine of the stream's own, so a slow client
-// holds up nobody else.
+//
+// A publisher may also write an idle stream itself (Waker.WriteNow), with
+// one non-blocking write when w is a connection: a chat event then costs
+// the write(2) and no goroutine, no deadline. Whatever would wait is
+// handed to a goroutine of the stream's own, so a slow client holds up
+// nobody else.
 //
 // done is called once, from the stream's goroutine, with the reason the
 // stream ended; the stream no longer touches w or feed then. Start never
@@ -32,8 +53,10 @@ func Start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 
 func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(Reason)) *idleStream {
 	s := &idleStream{stream: newStream(w, opt), ctx: ctx, feed: feed, done: done}
+	s.bind()
 	s.runFn = s.run
 	s.state.Store(stateRunning) // the first run, below, writes the retry hint
+	s.lastWrite.Store(time.Now().UnixNano())
 	if opt.Heartbeat > 0 {
 		s.timer = time.AfterFunc(opt.Heartbeat, s.heartbeat)
 	}
@@ -42,17 +65,18 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 			s.stopWatch = stop
 		}
 	}
-	s.stopCtx = context.AfterFunc(ctx, s.schedule)
-	feed.SetNotify(s.schedule)
+	s.stopCtx = context.AfterFunc(ctx, s.Wake)
+	feed.SetWaker(s)
 	go s.runFn()
 	return s
 }
 
-// The states of an idleStream.
+// The states of an idleStream. Whoever moves it out of stateIdle owns
+// the stream (its feed's Next, its writes) until it moves it back.
 const (
-	stateIdle    int32 = iota // no goroutine: schedule starts one
-	stateRunning              // a goroutine is writing
-	stateAgain                // a goroutine is writing, and must look again before going idle
+	stateIdle    int32 = iota // nobody writes: Wake starts a goroutine
+	stateRunning              // a goroutine (or a publisher, in WriteNow) is writing
+	stateAgain                // it is, and must look again before going idle
 	stateEnded                // done was called, or is about to be
 )
 
@@ -65,15 +89,22 @@ type idleStream struct {
 	stopCtx   func() bool
 	stopWatch func() // nil without a watched Inbound
 
-	state   atomic.Int32
-	pingDue atomic.Bool
-	readDue atomic.Bool // the client sent something or hung up
-	runFn   func()      // s.run, bound once: "go s.run()" would allocate a closure per wake-up
+	state     atomic.Int32
+	pingDue   atomic.Bool
+	readDue   atomic.Bool  // the client sent something or hung up
+	lastWrite atomic.Int64 // Unix ns: the heartbeat is due a Heartbeat after it
+	runFn     func()       // s.run, bound once: "go s.run()" would allocate a closure per wake-up
+
+	// Left by WriteNow for the stream's goroutine: the rest of a batch the
+	// socket did not take (in its pooled buffer), and why the stream ends.
+	held    *[]byte
+	heldOff int
+	ending  Reason
 }
 
-// schedule makes sure a goroutine looks at the stream soon: it starts one
-// when there is none, or tells the running one to look again.
-func (s *idleStream) schedule() {
+// Wake implements Waker: it starts a goroutine when there is none, or
+// tells the running one to look again.
+func (s *idleStream) Wake() {
 	for {
 		switch s.state.Load() {
 		case stateIdle:
@@ -91,20 +122,91 @@ func (s *idleStream) schedule() {
 	}
 }
 
-// heartbeat runs when the stream was silent for a heartbeat.
+// WriteNow implements Waker.
+func (s *idleStream) WriteNow() {
+	if s.raw == nil {
+		s.Wake() // no socket to try: the stream's goroutine writes
+		return
+	}
+	for {
+		switch s.state.Load() {
+		case stateIdle:
+			if s.state.CompareAndSwap(stateIdle, stateRunning) {
+				if !s.writeNow() {
+					go s.runFn()
+				}
+				return
+			}
+		case stateRunning:
+			if s.state.CompareAndSwap(stateRunning, stateAgain) {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// writeNow writes what the feed has on the caller's goroutine, which owns
+// the stream, and lets the stream go idle. It returns false, still owning
+// the stream, when the stream's goroutine must go on: something is due
+// that may wait (a heartbeat, the client's bytes, shutdown, a fetch), the
+// socket did not take a whole batch (held), or the stream ends (ending).
+func (s *idleStream) writeNow() bool {
+	for {
+		if s.ctx.Err() != nil || s.readDue.Load() || s.pingDue.Load() || !s.feed.Prompt() {
+			return false
+		}
+		bp := bufPool.Get().(*[]byte)
+		buf, end := s.feed.Next(s.ctx, (*bp)[:0])
+		*bp = buf
+		if len(buf) > 0 {
+			n, err := s.tryWrite(buf)
+			switch {
+			case err != nil:
+				putBuf(bp)
+				s.ending = reasonOf(err)
+				return false
+			case n < len(buf):
+				s.held, s.heldOff, s.ending = bp, n, end
+				return false
+			}
+			s.lastWrite.Store(time.Now().UnixNano())
+		}
+		putBuf(bp)
+		if end != "" {
+			s.ending = end
+			return false
+		}
+		if s.state.CompareAndSwap(stateRunning, stateIdle) {
+			return true
+		}
+		s.state.Store(stateRunning) // woken meanwhile: look again
+	}
+}
+
+// heartbeat runs a Heartbeat after the timer was set. The timer is not
+// moved at every write (that would cost a timer update per event): when
+// the stream wrote since, it is set for the rest of the quiet it needs.
 func (s *idleStream) heartbeat() {
+	quiet := time.Duration(time.Now().UnixNano() - s.lastWrite.Load())
+	if quiet < s.opt.Heartbeat {
+		s.timer.Reset(s.opt.Heartbeat - quiet)
+		return
+	}
+	s.timer.Reset(s.opt.Heartbeat) // the ping about to be written counts as a write
 	s.pingDue.Store(true)
-	s.schedule()
+	s.Wake()
 }
 
 // readable runs when the client sent something or hung up.
 func (s *idleStream) readable() {
 	s.readDue.Store(true)
-	s.schedule()
+	s.Wake()
 }
 
 // run writes until there is nothing to write, then lets the goroutine go,
-// unless schedule was called meanwhile.
+// unless it was woken meanwhile.
 func (s *idleStream) run() {
 	for {
 		if end := s.step(); end != "" {
@@ -119,9 +221,13 @@ func (s *idleStream) run() {
 	}
 }
 
-// step is one look at the stream: shutdown, what the client sent, what
-// the feed has, or the heartbeat if nothing else was written.
+// step is one look at the stream: what WriteNow left, shutdown, what the
+// client sent, what the feed has, or the heartbeat if nothing else was
+// written.
 func (s *idleStream) step() Reason {
+	if end := s.finishHeld(); end != "" {
+		return end
+	}
 	if s.ctx.Err() != nil {
 		if s.opt.OnShutdown != nil {
 			_ = s.write(s.opt.OnShutdown(nil))
@@ -143,33 +249,47 @@ func (s *idleStream) step() Reason {
 		}
 		wrote = true
 	}
-	if wrote && s.timer != nil {
+	if wrote {
 		s.pingDue.Store(false)
-		s.timer.Reset(s.opt.Heartbeat)
+		s.lastWrite.Store(time.Now().UnixNano())
 	}
 	return ""
+}
+
+// finishHeld writes what WriteNow left and returns the end it met.
+func (s *idleStream) finishHeld() Reason {
+	end := s.ending
+	s.ending = ""
+	if bp := s.held; bp != nil {
+		s.held = nil
+		err := s.write((*bp)[s.heldOff:])
+		putBuf(bp)
+		if err != "" {
+			return err
+		}
+		s.lastWrite.Store(time.Now().UnixNano())
+	}
+	return end
 }
 
 // read lets the Inbound take what the client sent and writes its answer.
 func (s *idleStream) read() Reason {
 	bp := bufPool.Get().(*[]byte)
 	out, end := s.opt.Inbound.Read((*bp)[:0])
+	*bp = out
 	err := s.write(out)
-	if cap(out) <= maxPooledBuffer {
-		*bp = out[:0]
-		bufPool.Put(bp)
-	}
+	putBuf(bp)
 	if err != "" {
 		return err
 	}
 	return end
 }
 
-// end unhooks the stream from everything that could schedule it, then
-// reports why it ended.
+// end unhooks the stream from everything that could wake it, then reports
+// why it ended.
 func (s *idleStream) end(reason Reason) {
 	s.state.Store(stateEnded)
-	s.feed.SetNotify(nil)
+	s.feed.SetWaker(nil)
 	s.stopCtx()
 	if s.stopWatch != nil {
 		s.stopWatch()

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -14,22 +16,25 @@ import (
 	"time"
 )
 
-// notifyFeed is a Feed whose publisher calls the notify function Start
-// registers, as session.Subscriber does.
+// notifyFeed is a Feed whose publisher wakes the stream through the Waker
+// Start hands it, as session.Subscriber does.
 type notifyFeed struct {
 	mu      sync.Mutex
 	pending []byte
 	end     Reason
-	notify  func()
+	waker   Waker
+	now     bool // publish calls WriteNow, not Wake
 }
 
 func (f *notifyFeed) Ready() <-chan struct{} { return nil }
 
-func (f *notifyFeed) SetNotify(fn func()) {
+func (f *notifyFeed) SetWaker(w Waker) {
 	f.mu.Lock()
-	f.notify = fn
+	f.waker = w
 	f.mu.Unlock()
 }
+
+func (f *notifyFeed) Prompt() bool { return true }
 
 func (f *notifyFeed) Next(_ context.Context, dst []byte) ([]byte, Reason) {
 	f.mu.Lock()
@@ -39,15 +44,19 @@ func (f *notifyFeed) Next(_ context.Context, dst []byte) ([]byte, Reason) {
 	return dst, f.end
 }
 
-// publish adds bytes (and maybe an end) and calls the registered notify.
+// publish adds bytes (and maybe an end) and wakes the stream.
 func (f *notifyFeed) publish(b string, end Reason) {
 	f.mu.Lock()
 	f.pending = append(f.pending, b...)
 	f.end = end
-	fn := f.notify
+	w, now := f.waker, f.now
 	f.mu.Unlock()
-	if fn != nil {
-		fn()
+	switch {
+	case w == nil:
+	case now:
+		w.WriteNow()
+	default:
+		w.Wake()
 	}
 }
 
@@ -121,6 +130,25 @@ func TestStartHoldsNoGoroutineWhenIdle(t *testing.T) {
 		synctest.Wait()
 		if got := w.String(); !strings.HasSuffix(got, ": ping\n\n") {
 			t.Fatalf("no ping after a silent heartbeat: %q", got)
+		}
+		// Every silent heartbeat pings; an event moves the next ping to
+		// a heartbeat after it.
+		time.Sleep(15 * time.Second)
+		synctest.Wait()
+		if got := strings.Count(w.String(), ": ping"); got != 2 {
+			t.Fatalf("%d pings after two silent heartbeats: %q", got, w.String())
+		}
+		time.Sleep(5 * time.Second)
+		feed.publish("data: two\n\n", "")
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		if got := strings.Count(w.String(), ": ping"); got != 2 {
+			t.Fatalf("pinged within a heartbeat of an event: %q", w.String())
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := strings.Count(w.String(), ": ping"); got != 3 {
+			t.Fatalf("no ping a heartbeat after the event: %q", w.String())
 		}
 
 		cancel()
@@ -207,25 +235,33 @@ func TestStartPublishWhileWriting(t *testing.T) {
 	}
 }
 
-// notifyingCountingFeed is countingFeed for Start: publish calls the
-// registered notify instead of signalling Ready.
+// notifyingCountingFeed is countingFeed for Start: publish wakes the
+// stream (or has it written at once, with now) instead of signalling
+// Ready.
 type notifyingCountingFeed struct {
 	*countingFeed
-	notify atomic.Pointer[func()]
+	waker atomic.Pointer[Waker]
+	now   bool
 }
 
-func (f *notifyingCountingFeed) SetNotify(fn func()) {
-	if fn == nil {
-		f.notify.Store(nil)
+func (f *notifyingCountingFeed) SetWaker(w Waker) {
+	if w == nil {
+		f.waker.Store(nil)
 		return
 	}
-	f.notify.Store(&fn)
+	f.waker.Store(&w)
 }
+
+func (f *notifyingCountingFeed) Prompt() bool { return true }
 
 func (f *notifyingCountingFeed) publish() {
 	f.published.Add(1)
-	if fn := f.notify.Load(); fn != nil {
-		(*fn)()
+	if w := f.waker.Load(); w != nil {
+		if f.now {
+			(*w).WriteNow()
+		} else {
+			(*w).Wake()
+		}
 	}
 }
 
@@ -344,4 +380,65 @@ func TestStartInbound(t *testing.T) {
 			t.Fatalf("ended %q after %q", r, w.String())
 		}
 	})
+}
+
+// TestWriteNowHandsOffWhatWouldBlock: a publisher writing a real socket
+// itself (WriteNow) never waits for the client: what the socket cannot
+// take at once goes on on the stream's goroutine, in order, and a client
+// that reads late but reads gets every byte and is not dropped.
+func TestWriteNowHandsOffWhatWouldBlock(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+
+	feed := &notifyFeed{now: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan Reason, 1)
+	Start(ctx, server, feed, Options{WriteTimeout: 30 * time.Second}, func(r Reason) { ended <- r })
+
+	// 16 MiB in 64 KiB pieces, far more than loopback's socket buffers:
+	// with nobody reading, every publish must still return at once.
+	var want bytes.Buffer
+	piece := make([]byte, 64<<10)
+	for i := range 256 {
+		for j := range piece {
+			piece[j] = byte('a' + (i+j)%26)
+		}
+		want.Write(piece)
+		done := make(chan struct{})
+		go func() { feed.publish(string(piece), ""); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("publish %d waited for the client", i)
+		}
+	}
+	got := make([]byte, want.Len())
+	if _, err := io.ReadFull(client, got); err != nil {
+		t.Fatalf("read %v", err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatal("the bytes arrived changed or out of order")
+	}
+	select {
+	case r := <-ended:
+		t.Fatalf("a reading client's stream ended: %q", r)
+	default:
+	}
+	cancel()
+	if r := <-ended; r != ReasonShutdown {
+		t.Fatalf("ended %q", r)
+	}
 }
