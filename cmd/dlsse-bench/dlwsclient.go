@@ -136,9 +136,10 @@ var pongFrame = []byte{0x8A, 0x80, 0, 0, 0, 0}
 // read parses server frames until the stream ends.
 func (c *dlwsClient) read(conn net.Conn, br *bufio.Reader) error {
 	var head [10]byte
+	var idle idleDeadline
 	for {
 		if br.Buffered() == 0 {
-			_ = conn.SetReadDeadline(time.Now().Add(idleTimeout))
+			idle.extend(conn)
 		}
 		if _, err := io.ReadFull(br, head[:2]); err != nil {
 			return err

@@ -38,6 +38,10 @@ type chatrateReport struct {
 	// all of it, and minus the idle rate over the same wall time.
 	CPUPerEventUs     float64 `json:"dlsse_cpu_us_per_event"`
 	CPUPerEventMargUs float64 `json:"dlsse_marginal_cpu_us_per_event"`
+	// What the write(2) of one delivery costs on this machine by itself
+	// (writeFloor), once the clients left: the floor under the two above.
+	FloorUs     float64 `json:"write_floor_us"`
+	FloorWrites int     `json:"write_floor_writes"`
 	// dlsse's Go runtime counters' growth while the fake sent, per
 	// message (each reaches every subscriber). It includes one scrape of
 	// /metrics (100-150 KiB, 1,000-1,600 objects: at 600 messages, ≤ 0.25
@@ -137,8 +141,18 @@ func (b *bench) chatrate(ctx context.Context) (*chatrateReport, error) {
 	if waitErr != nil {
 		b.logf("warning: %v", waitErr) // reported as lost
 	}
+	floorRounds := min(n, int(floorRun.Seconds())*r.Rate)
+	b.logf("write floor: %d rounds of a raw write to %s loopback sockets", floorRounds, count(int64(s)))
+	if r.FloorUs, err = writeFloor(ctx, s, time.Second/time.Duration(r.Rate), floorRounds); err != nil {
+		return nil, fmt.Errorf("write floor: %w", err)
+	}
+	r.FloorWrites = floorRounds * s
 	return r, nil
 }
+
+// floorRun bounds how long chatrate measures the write floor: a few
+// seconds of writes are a few hundred thousand.
+const floorRun = 5 * time.Second
 
 // sentSpan is the time from the first to the last stamp the clients of
 // recs saw, in seconds: how long the fake took to send what it sent.
@@ -194,6 +208,9 @@ func (r *chatrateReport) table() *table {
 	t.add("CPU while the fake sent, until all delivered", cpuOf(r.CPU, r.WallS))
 	t.goal("dlsse CPU per delivered event (all; minus the idle rate)", fmt.Sprintf("%.2f µs; %.2f µs", r.CPUPerEventUs, r.CPUPerEventMargUs),
 		"≤ 5 µs", r.Events > 0 && r.CPUPerEventUs <= 5)
+	t.add(fmt.Sprintf("floor: one write(2) of %d B per delivery from a plain loop, its thread's CPU (%s writes)", floorMessage, count(int64(r.FloorWrites))),
+		fmt.Sprintf("%.2f µs", r.FloorUs))
+	t.add("dlsse CPU per delivered event above that floor", fmt.Sprintf("%.2f µs", r.CPUPerEventUs-r.FloorUs))
 	pm := r.PerMessageRuntime
 	t.add("dlsse allocation per message (per delivered event; GC cycles)", fmt.Sprintf("%s, %.1f objects (%.0f B, %.3f objects; %.0f)",
 		kib(pm.AllocBytes), pm.Mallocs, pm.AllocBytes/float64(r.Subscribers), pm.Mallocs/float64(r.Subscribers), pm.GCCycles*float64(r.Messages)))
