@@ -124,7 +124,8 @@ func TestBenchTinyWebSocket(t *testing.T) {
 func chatrateAddsUp(r *chatrateReport, s, m int) bool {
 	_, measured := r.CPU["dlsse"]
 	return r.Subscribers == s && r.Messages == m && r.Expected == int64(s*m) && r.Events == r.Expected &&
-		r.Lost == 0 && r.Duplicated == 0 && r.SlowDrops == 0 && r.Disconnects == 0 && r.Latency.N == s*m && measured
+		r.Lost == 0 && r.Duplicated == 0 && r.SlowDrops == 0 && r.Disconnects == 0 && r.Latency.N == s*m && measured &&
+		r.FloorWrites == s*m && r.FloorUs > 0 // the floor: m rounds (under 5 s) to s sockets
 }
 
 // tinyChurn are the churn's flags in the tests: 4 clients for 3 s, each
