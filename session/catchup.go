@@ -34,7 +34,7 @@ func (sub *Subscriber) catchUp(ctx context.Context) error {
 		s.lg().Info().Err(err).Msg("catch-up poll failed")
 		return err
 	}
-	acts, _ := decodeActivities(set.Activities)
+	acts, _ := decodeActivities(nil, set.Activities)
 	start := 0
 	if from.HasHash {
 		start = -1

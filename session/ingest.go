@@ -5,7 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
+
+	"github.com/valyala/fastjson"
 
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
@@ -28,25 +32,127 @@ type decoded struct {
 func (d *decoded) durable() bool { return d.meta.ID != "" && d.meta.Type != "typing" }
 
 // decodeActivities compacts every activity onto one line (an SSE data line)
-// and reads its id and type. Activities that are not JSON objects are
+// and reads its id and type, appending them to out. Activities that are
+// not JSON objects, or whose id or type is neither a string nor null, are
 // dropped and counted in bad.
-func decodeActivities(raw []json.RawMessage) (out []decoded, bad int) {
-	out = make([]decoded, 0, len(raw))
+func decodeActivities(out []decoded, raw []json.RawMessage) (_ []decoded, bad int) {
+	out = slices.Grow(out, len(raw))
+	mr := metaReaders.Get().(*metaReader)
+	defer metaReaders.Put(mr)
 	for _, r := range raw {
 		line, ok := oneLine(r)
 		if !ok {
 			bad++
 			continue
 		}
-		var d decoded
-		if err := json.Unmarshal(line, &d.meta); err != nil {
+		v, err := mr.p.ParseBytes(line)
+		if err != nil || v.Type() != fastjson.TypeObject {
 			bad++
 			continue
 		}
-		d.json = line
+		d := decoded{json: line}
+		d.meta, ok = mr.read(v)
+		if ok && !(plain(d.meta.ID) && plain(d.meta.Type)) {
+			// Escapes or other than ASCII: fastjson unescapes best
+			// effort, json.Unmarshal exactly (what the REST path reads).
+			var m activityMeta // on the heap only on this path
+			ok = json.Unmarshal(line, &m) == nil
+			d.meta = m
+		}
+		if !ok {
+			bad++
+			continue
+		}
 		out = append(out, d)
 	}
 	return out, bad
+}
+
+// decodedScratch holds entriesOf's decoded activities between messages:
+// a slice a message would cost, without one kept by every session.
+var decodedScratch = sync.Pool{New: func() any { return new([]decoded) }}
+
+// metaReaders read activities' ids and types: a reader reuses its
+// parser's memory, where json.Unmarshal cost a dozen allocations an
+// activity.
+var metaReaders = sync.Pool{New: func() any {
+	mr := &metaReader{}
+	mr.visitFn = mr.visit // bound once: a closure per activity would allocate
+	return mr
+}}
+
+type metaReader struct {
+	p       fastjson.Parser
+	m       activityMeta
+	ok      bool
+	visitFn func(key []byte, val *fastjson.Value)
+}
+
+// read reads an activity's id and type as json.Unmarshal would: names
+// matched without regard to case, the last one winning, null leaving the
+// field empty, anything but a string refusing the activity.
+func (mr *metaReader) read(v *fastjson.Value) (activityMeta, bool) {
+	mr.m, mr.ok = activityMeta{}, true
+	v.GetObject().Visit(mr.visitFn)
+	return mr.m, mr.ok
+}
+
+func (mr *metaReader) visit(key []byte, val *fastjson.Value) {
+	isID := bytes.EqualFold(key, []byte("id"))
+	if !isID && !bytes.EqualFold(key, []byte("type")) {
+		return
+	}
+	switch val.Type() {
+	case fastjson.TypeNull:
+	case fastjson.TypeString:
+		if isID {
+			mr.m.ID = string(val.GetStringBytes())
+		} else {
+			mr.m.Type = activityType(val.GetStringBytes())
+		}
+	default:
+		mr.ok = false
+	}
+}
+
+// plain reports whether s is ASCII without a backslash.
+func plain(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 || s[i] == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// activityType is t as a string, without an allocation for the types
+// Bot Framework defines.
+func activityType(t []byte) string {
+	switch string(t) { // compared in place
+	case "message":
+		return "message"
+	case "typing":
+		return "typing"
+	case "event":
+		return "event"
+	case "endOfConversation":
+		return "endOfConversation"
+	case "conversationUpdate":
+		return "conversationUpdate"
+	case "invoke":
+		return "invoke"
+	case "trace":
+		return "trace"
+	case "messageReaction":
+		return "messageReaction"
+	case "messageUpdate":
+		return "messageUpdate"
+	case "messageDelete":
+		return "messageDelete"
+	case "handoff":
+		return "handoff"
+	}
+	return string(t)
 }
 
 // oneLine returns r as a JSON object on one line. What Direct Line sends
@@ -158,7 +264,13 @@ func (s *Session) entriesOf(set upstream.ActivitySet) (entries []Entry, wm strin
 		s.lg().Warn().Int("len", len(wm)).Msg("upstream watermark with unexpected characters ignored")
 		wm = ""
 	}
-	acts, bad := decodeActivities(set.Activities)
+	scratch := decodedScratch.Get().(*[]decoded)
+	acts, bad := decodeActivities((*scratch)[:0], set.Activities)
+	defer func() {
+		clear(acts) // the activities' bytes are the log's now, not the pool's
+		*scratch = acts[:0]
+		decodedScratch.Put(scratch)
+	}()
 	if bad > 0 {
 		s.lg().Warn().Int("count", bad).Msg("malformed upstream activities skipped")
 	}

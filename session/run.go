@@ -377,14 +377,15 @@ func (s *Session) ingestPending() {
 	s.pending = upstream.Message{}
 	set, known, err := m.Decode()
 	m.Release()
-	var fe *upstream.FrameError
 	switch {
-	case errors.As(err, &fe):
+	case err != nil:
+		// Decode's only error is a malformed message (FrameError).
 		s.lg().Warn().Msg("malformed upstream stream message skipped")
 		err = nil
 	case known:
-		err = s.ingest(s.tenure, set)
+		err = s.ingest(s.tenure, set) // keeps nothing of the set's bytes
 	}
+	set.Release()
 	s.ingested <- err
 }
 

@@ -10,3 +10,7 @@ import (
 func SetNetDial(c *Client, dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
 	c.dialer.NetDialContext = dial
 }
+
+// DecodeStreamSet is decodeStreamSet, for the tests that hold it to
+// json.Unmarshal.
+var DecodeStreamSet = decodeStreamSet

@@ -1,6 +1,7 @@
 package upstream_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -124,4 +125,85 @@ func FuzzActivitySet(f *testing.F) {
 			t.Fatalf("round trip: %d activities at %q, then %d at %q", len(set.Activities), set.Watermark, len(back.Activities), back.Watermark)
 		}
 	})
+}
+
+// TestStreamSetDecodesAsUnmarshal: the stream's decoder agrees with
+// json.Unmarshal into an ActivitySet on every case, its activities
+// compacted (escapes and numbers as they came).
+func TestStreamSetDecodesAsUnmarshal(t *testing.T) {
+	for _, tt := range activitySetCases {
+		t.Run(tt.name, func(t *testing.T) { sameAsUnmarshal(t, []byte(tt.in)) })
+	}
+	set, _, err := upstream.DecodeStreamSet([]byte(`{"activities":[{ "id" : "x|0000001", "text":"<b>&amp;</b> \u00e9", "n": 1.000 }]}`))
+	if want := `{"id":"x|0000001","text":"<b>&amp;</b> \u00e9","n":1.000}`; err != nil || len(set.Activities) != 1 || string(set.Activities[0]) != want {
+		t.Fatalf("got %q, %v; want %s", set.Activities, err, want)
+	}
+}
+
+// FuzzStreamSet: on any input the stream's decoder and json.Unmarshal
+// agree (nesting deeper than the decoder's 300 levels aside).
+func FuzzStreamSet(f *testing.F) {
+	for _, tt := range activitySetCases {
+		f.Add([]byte(tt.in))
+	}
+	f.Add([]byte(`{"activities":[],"watermark":"\ud800"}`))
+	f.Add([]byte(`{"activities":[],"watermark":"\xff"}`))
+	f.Add([]byte(`{"Activities":[{"a":"\u0001"}],"WATERMARK":"x","watermark":7}`))
+	f.Add([]byte(`{"activities":[{"k\u0000":1e5,"\xff":"\\"}],"activities":null}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if depth(in) > 300 {
+			return
+		}
+		sameAsUnmarshal(t, in)
+	})
+}
+
+// sameAsUnmarshal fails t unless DecodeStreamSet and json.Unmarshal
+// agree on in: both refuse it, or both give the same watermark and the
+// same activities, the stream's compacted.
+func sameAsUnmarshal(t *testing.T, in []byte) {
+	t.Helper()
+	var want upstream.ActivitySet
+	wantErr := json.Unmarshal(in, &want)
+	got, known, err := upstream.DecodeStreamSet(in)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%q: stream decoder error %v, json.Unmarshal error %v", in, err, wantErr)
+	}
+	if err != nil {
+		return
+	}
+	if known != (want.Activities != nil) || len(got.Activities) != len(want.Activities) || got.Watermark != want.Watermark {
+		t.Fatalf("%q: %d activities (known %v) at %q, json.Unmarshal %d at %q", in, len(got.Activities), known, got.Watermark, len(want.Activities), want.Watermark)
+	}
+	for i := range want.Activities {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, want.Activities[i]); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Activities[i], compact.Bytes()) {
+			t.Fatalf("%q: activity %d is %q, want %q", in, i, got.Activities[i], compact.Bytes())
+		}
+	}
+}
+
+// depth is how deeply in nests arrays and objects (strings skipped).
+func depth(in []byte) int {
+	d, most, inString, escaped := 0, 0, false, false
+	for _, c := range in {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			d++
+			most = max(most, d)
+		case c == ']' || c == '}':
+			d--
+		}
+	}
+	return most
 }

@@ -3,7 +3,6 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -241,7 +240,7 @@ func (m Message) Empty() bool { return m.typ != websocket.TextMessage || m.buf.L
 
 // Decode decodes the message. known is false for what Next skips:
 // keepalives, binary messages, objects without "activities". The set does
-// not refer to the message's buffer.
+// not refer to the message's buffer; its own goes back with its Release.
 func (m Message) Decode() (set ActivitySet, known bool, err error) {
 	return decodeMessage(m.typ, m.buf.Bytes())
 }
@@ -254,17 +253,17 @@ func (m Message) Release() {
 	}
 }
 
-// decodeMessage decodes an ActivitySet in one pass. Its activities are
-// copies (json.RawMessage copies), so msg can be reused at once.
+// decodeMessage decodes a text message's ActivitySet (decodeStreamSet);
+// other messages are not known.
 func decodeMessage(typ int, msg []byte) (set ActivitySet, known bool, err error) {
 	if typ != websocket.TextMessage || len(msg) == 0 {
 		return ActivitySet{}, false, nil
 	}
-	if err := json.Unmarshal(msg, &set); err != nil {
+	set, known, err = decodeStreamSet(msg)
+	if err != nil {
 		return ActivitySet{}, true, &FrameError{Err: err}
 	}
-	// Absent (or null) "activities": a message type from the future.
-	return set, set.Activities != nil, nil
+	return set, known, nil
 }
 
 // FrameError reports a stream message that is not valid JSON. The stream

@@ -21,6 +21,18 @@ type ActivitySet struct {
 	// Watermark is the position after the last activity; empty when the
 	// set carried none (the previous one then still holds).
 	Watermark string
+
+	buf *[]byte // the activities' bytes, from setBuffers (a stream message's set)
+}
+
+// Release gives back the buffer a stream message's activities were
+// decoded into; the activities are unusable after. A set that did not
+// come from a stream message has none, and needs no Release.
+func (s *ActivitySet) Release() {
+	if s.buf != nil && cap(*s.buf) <= maxPooledMessage {
+		setBuffers.Put(s.buf)
+	}
+	s.buf, s.Activities = nil, nil
 }
 
 // UnmarshalJSON accepts a watermark that is a string, a number, null or

@@ -120,15 +120,37 @@ func TestProfileSessions(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// DLSSE_BENCH_PROFILE_ROUNDS=k: k more messages each, between
+	// trickle-before.pprof and the heap profile, for what an event
+	// allocates (pprof -sample_index=alloc_space -base).
+	if k, err := strconv.Atoi(os.Getenv("DLSSE_BENCH_PROFILE_ROUNDS")); err == nil && k > 0 {
+		writeProfile(t, filepath.Join(dir, "trickle-before.pprof"), "heap")
+		if _, err := e.ctl.runLoad(ctx, loadRequest{Rounds: k, Interval: "1s"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.waitAll(ctx, "delivered", time.Minute, deliveredAll(int64(1+k))); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d events between trickle-before.pprof and heap.pprof", k*n)
+	}
 	for _, p := range []string{"heap", "goroutine"} {
-		out, err := os.Create(filepath.Join(dir, p+".pprof"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pprof.Lookup(p).WriteTo(out, 0); err != nil {
-			t.Fatal(err)
-		}
-		out.Close()
+		writeProfile(t, filepath.Join(dir, p+".pprof"), p)
 	}
 	t.Logf("profiles of %d sessions in %s", n, dir)
+}
+
+// writeProfile writes the named runtime profile to path (a heap profile
+// after a GC: its counts are as of the last one).
+func writeProfile(t *testing.T, path, name string) {
+	if name == "heap" {
+		runtime.GC()
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if err := pprof.Lookup(name).WriteTo(out, 0); err != nil {
+		t.Fatal(err)
+	}
 }
