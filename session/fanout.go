@@ -9,12 +9,15 @@ import (
 // Fan-out: after an append, every subscriber's stream writes what the log
 // now has for it. A few subscribers (a chat widget's one) are written on
 // the publisher's goroutine; many by a fan-out pass on goroutines of the
-// session's, which the publisher does not wait for: while a pass writes,
+// session's, which the publisher need not wait for: while a pass writes,
 // the log grows, and the next pass gives each subscriber all of that in
 // one batch. Streams are written with non-blocking writes (sse.Waker's
 // WriteNow); a stream whose client cannot take a write at once goes on on
 // a goroutine of its own, so neither the publisher nor a pass ever waits
-// for a client.
+// for a client. A publisher far ahead of the running pass (a quarter of
+// the replay log) waits for the pass to end, which is dlsse's own work:
+// else a burst longer than the log would leave every subscriber behind
+// it, to catch up from Direct Line.
 
 // inlineSubscribers is how many subscribers the publisher writes itself.
 const inlineSubscribers = 4
@@ -37,6 +40,7 @@ func (s *Session) notify() {
 	if len(s.subs) > inlineSubscribers {
 		s.mu.Unlock()
 		s.startPass()
+		s.keepUpWithPass()
 		return
 	}
 	subs := few[:copy(few[:], s.subs)]
@@ -72,6 +76,19 @@ func (s *Session) startPass() {
 	}
 }
 
+// keepUpWithPass waits for the running pass to end when the log has
+// grown more than a quarter of its size since the pass began.
+func (s *Session) keepUpWithPass() {
+	if s.log.Head()-s.passHead.Load() <= uint64(s.m.cfg.ReplayBuffer/4) {
+		return
+	}
+	s.passMu.Lock()
+	defer s.passMu.Unlock()
+	for gen := s.passGen; gen == s.passGen && s.fan.Load() != fanIdle; {
+		s.passEnd.Wait()
+	}
+}
+
 // pass writes every subscriber, again while notify says the log grew.
 func (s *Session) pass() {
 	defer s.tasks.Done()
@@ -79,12 +96,20 @@ func (s *Session) pass() {
 		s.mu.Lock()
 		s.passSubs = append(s.passSubs[:0], s.subs...)
 		s.mu.Unlock()
+		s.passHead.Store(s.log.Head())
 		writeAll(s.passSubs)
 		clear(s.passSubs) // a departed subscriber is not kept until the next pass
-		if s.fan.CompareAndSwap(fanRunning, fanIdle) {
+		done := s.fan.CompareAndSwap(fanRunning, fanIdle)
+		if !done {
+			s.fan.Store(fanRunning)
+		}
+		s.passMu.Lock()
+		s.passGen++
+		s.passEnd.Broadcast()
+		s.passMu.Unlock()
+		if done {
 			return
 		}
-		s.fan.Store(fanRunning)
 	}
 }
 

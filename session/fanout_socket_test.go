@@ -39,7 +39,12 @@ type countingClient struct {
 }
 
 func newSocketFanOut(t testing.TB, n, size int, opt sse.Options, read bool) *socketFanOut {
-	f := &socketFanOut{fanOut: newFanOut(t, n, benchEvent(size)), reasons: make(chan sse.Reason, n), timeout: time.NewTimer(time.Hour)}
+	return newSocketFanOutConfig(t, n, size, opt, read, Config{})
+}
+
+// newSocketFanOutConfig is newSocketFanOut with the session's configuration.
+func newSocketFanOutConfig(t testing.TB, n, size int, opt sse.Options, read bool, cfg Config) *socketFanOut {
+	f := &socketFanOut{fanOut: newFanOutConfig(t, n, benchEvent(size), WireSSE, cfg), reasons: make(chan sse.Reason, n), timeout: time.NewTimer(time.Hour)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +202,33 @@ func TestFanOutSlowSocketHoldsUpNobody(t *testing.T) {
 		}
 		if f.n > 100_000 {
 			t.Fatal("the silent client was never dropped")
+		}
+	}
+}
+
+// TestFanOutBurstLongerThanTheLog: a publisher appending as fast as it can
+// a burst many times the replay log's size is held back by the fan-out
+// passes, not by any client: every subscriber gets every activity from
+// the log, none falls behind it (with no Direct Line to catch up from,
+// one that did would end its stream).
+func TestFanOutBurstLongerThanTheLog(t *testing.T) {
+	const subs, replay, burst = 100, 64, 2000
+	f := newSocketFanOutConfig(t, subs, 300, sse.Options{Heartbeat: time.Hour, WriteTimeout: 30 * time.Second}, true,
+		Config{ReplayBuffer: replay})
+	for _, c := range f.clients {
+		c.want.Store(burst)
+	}
+	for range burst {
+		f.publish()
+	}
+	timeout := time.After(30 * time.Second)
+	for i, c := range f.clients {
+		select {
+		case <-c.reached:
+		case r := <-f.reasons:
+			t.Fatalf("a stream ended (%q): it fell behind the log", r)
+		case <-timeout:
+			t.Fatalf("client %d has %d activities of %d", i, c.events.Load(), burst)
 		}
 	}
 }

@@ -33,7 +33,13 @@ func newFanOut(tb testing.TB, n int, ev sse.Event) *fanOut {
 
 // newFanOutWire is newFanOut with subscribers of the given wire.
 func newFanOutWire(tb testing.TB, n int, ev sse.Event, wire Wire) *fanOut {
-	m := NewManager(nil, Config{Logger: zerolog.Nop()})
+	return newFanOutConfig(tb, n, ev, wire, Config{})
+}
+
+// newFanOutConfig is newFanOutWire with the session's configuration.
+func newFanOutConfig(tb testing.TB, n int, ev sse.Event, wire Wire, cfg Config) *fanOut {
+	cfg.Logger = zerolog.Nop()
+	m := NewManager(nil, cfg)
 	tb.Cleanup(func() { _ = m.Close(context.Background()) })
 	s := newSession(m, Request{ConversationID: "fanout", Credential: "fanout-token"}, Offer{}, false)
 	f := &fanOut{s: s, ev: ev, batch: make([]Entry, 1)}

@@ -39,11 +39,16 @@ type Session struct {
 	ingested        chan error
 	ingestPendingFn func()
 
-	// Fan-out (fanout.go): its state, the pass bound once, and the
-	// subscribers the running pass writes.
+	// Fan-out (fanout.go): its state, the pass bound once, the
+	// subscribers the running pass writes and the log's head when it
+	// began; publishers wait on passEnd for the pass to end (passGen).
 	fan      atomic.Int32
 	passFn   func()
 	passSubs []*Subscriber
+	passHead atomic.Uint64
+	passMu   sync.Mutex
+	passEnd  sync.Cond
+	passGen  uint64
 
 	// Ownership (owner.go): the tenure, if any, and what seeks the next.
 	own        sync.Mutex
@@ -117,6 +122,7 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 	}
 	s.ingestPendingFn = s.ingestPending
 	s.passFn = s.pass
+	s.passEnd.L = &s.passMu
 	// A session starts where Direct Line vouches for: a start answer's
 	// beginning, or "now" (a poll first). Never at a client's cursor or
 	// watermark: one from the future, or from another conversation, would
