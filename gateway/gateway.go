@@ -220,14 +220,18 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		g.webchat = wc
 	}
 	g.admit = newAdmission(&g.cfg)
+	// Both kinds of stream share one heartbeat wheel: one timer for all.
+	heartbeats := sse.NewHeartbeats(g.cfg.Heartbeat)
 	g.sseOptions = sse.Options{
 		Retry:        g.cfg.Retry,
 		Heartbeat:    g.cfg.Heartbeat,
+		Heartbeats:   heartbeats,
 		WriteTimeout: g.cfg.SSEWriteTimeout,
 		OnShutdown:   g.shutdownRetry,
 	}
 	g.wsOptions = sse.Options{
 		Heartbeat:    g.cfg.Heartbeat,
+		Heartbeats:   heartbeats,
 		WriteTimeout: g.cfg.SSEWriteTimeout,
 		OnShutdown:   shutdownClose,
 		Ping:         wsframe.Ping,

@@ -61,6 +61,10 @@ type Options struct {
 	Ping []byte
 	// Inbound, if set, lets a Start stream hear from its client.
 	Inbound Inbound
+	// Heartbeats, if set (made with NewHeartbeats(Heartbeat)), pings a
+	// Start stream from a wheel it shares with others, instead of a timer
+	// of its own.
+	Heartbeats *Heartbeats
 }
 
 // An Inbound lets a stream hear from its client without a goroutine

@@ -28,15 +28,17 @@ type Waker interface {
 	// WriteNow writes what the feed has on the caller's goroutine, when
 	// the stream is idle and that takes no waiting: a write the client's
 	// socket cannot take at once is left to the stream's own goroutine,
-	// as is anything else (a heartbeat, the end). Otherwise it is Wake.
+	// as is anything else (the client's bytes, the end). Otherwise it is
+	// Wake.
 	WriteNow()
 }
 
 // Start runs a stream like Serve, but holds no goroutine while the stream
 // is idle: a goroutine is started when the feed has something, the
 // heartbeat is due or ctx ends, writes what there is, and exits. An idle
-// stream costs its state and a timer instead of a parked goroutine's stack
-// (4 KiB or more), which is most of what an idle chat costs a gateway.
+// stream costs its state (and a timer, unless Options.Heartbeats pings it)
+// instead of a parked goroutine's stack (4 KiB or more), which is most of
+// what an idle chat costs a gateway.
 //
 // A publisher may also write an idle stream itself (Waker.WriteNow), with
 // one non-blocking write when w is a connection: a chat event then costs
@@ -57,7 +59,12 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 	s.runFn = s.run
 	s.state.Store(stateRunning) // the first run, below, writes the retry hint
 	s.lastWrite.Store(time.Now().UnixNano())
-	if opt.Heartbeat > 0 {
+	s.wheelIdx = -1
+	switch {
+	case opt.Heartbeat <= 0:
+	case opt.Heartbeats != nil:
+		opt.Heartbeats.join(s)
+	default:
 		s.timer = time.AfterFunc(opt.Heartbeat, s.heartbeat)
 	}
 	if opt.Inbound != nil {
@@ -85,7 +92,8 @@ type idleStream struct {
 	ctx       context.Context
 	feed      Notifier
 	done      func(Reason)
-	timer     *time.Timer // nil without a heartbeat
+	wheel     *Heartbeats // pings the stream (heartbeat.go); or timer does
+	timer     *time.Timer
 	stopCtx   func() bool
 	stopWatch func() // nil without a watched Inbound
 
@@ -100,6 +108,13 @@ type idleStream struct {
 	held    *[]byte
 	heldOff int
 	ending  Reason
+
+	// Where the stream is on its wheel, under the wheel's lock: the tick
+	// it is filed under and its index there (-1: not filed), and whether
+	// it left.
+	wheelSlot int64
+	wheelIdx  int
+	wheelGone bool
 }
 
 // Wake implements Waker: it starts a goroutine when there is none, or
@@ -147,18 +162,22 @@ func (s *idleStream) WriteNow() {
 	}
 }
 
-// writeNow writes what the feed has on the caller's goroutine, which owns
-// the stream, and lets the stream go idle. It returns false, still owning
-// the stream, when the stream's goroutine must go on: something is due
-// that may wait (a heartbeat, the client's bytes, shutdown, a fetch), the
-// socket did not take a whole batch (held), or the stream ends (ending).
+// writeNow writes what the feed has (or the heartbeat's ping, when due and
+// there is nothing else) on the caller's goroutine, which owns the stream,
+// and lets the stream go idle. It returns false, still owning the stream,
+// when the stream's goroutine must go on: something is due that may wait
+// (the client's bytes, shutdown, a fetch), the socket did not take a whole
+// batch (held), or the stream ends (ending).
 func (s *idleStream) writeNow() bool {
 	for {
-		if s.ctx.Err() != nil || s.readDue.Load() || s.pingDue.Load() || !s.feed.Prompt() {
+		if s.ctx.Err() != nil || s.readDue.Load() || !s.feed.Prompt() {
 			return false
 		}
 		bp := bufPool.Get().(*[]byte)
 		buf, end := s.feed.Next(s.ctx, (*bp)[:0])
+		if s.pingDue.Swap(false) && len(buf) == 0 {
+			buf = append(buf, s.ping()...) // due, and nothing else said
+		}
 		*bp = buf
 		if len(buf) > 0 {
 			n, err := s.tryWrite(buf)
@@ -185,9 +204,9 @@ func (s *idleStream) writeNow() bool {
 	}
 }
 
-// heartbeat runs a Heartbeat after the timer was set. The timer is not
-// moved at every write (that would cost a timer update per event): when
-// the stream wrote since, it is set for the rest of the quiet it needs.
+// heartbeat is the stream's own timer's (without Options.Heartbeats). The
+// timer is not moved at every write (a timer update per event): when the
+// stream wrote since, it is set for the rest of the quiet it needs.
 func (s *idleStream) heartbeat() {
 	quiet := time.Duration(time.Now().UnixNano() - s.lastWrite.Load())
 	if quiet < s.opt.Heartbeat {
@@ -196,7 +215,7 @@ func (s *idleStream) heartbeat() {
 	}
 	s.timer.Reset(s.opt.Heartbeat) // the ping about to be written counts as a write
 	s.pingDue.Store(true)
-	s.Wake()
+	s.WriteNow()
 }
 
 // readable runs when the client sent something or hung up.
@@ -293,6 +312,9 @@ func (s *idleStream) end(reason Reason) {
 	s.stopCtx()
 	if s.stopWatch != nil {
 		s.stopWatch()
+	}
+	if s.wheel != nil {
+		s.wheel.leave(s)
 	}
 	if s.timer != nil {
 		s.timer.Stop()

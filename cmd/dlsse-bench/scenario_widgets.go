@@ -85,11 +85,14 @@ func (b *bench) widgets(ctx context.Context) (*widgetsReport, error) {
 	}
 	r.PerSessionRuntime = rtConn.sub(rtIdle).div(float64(c))
 
+	stopIdlePerf := b.profileCPU("widgets-idle", e.dlssePID())
 	cpu := newCPUMeter(e.dlssePID(), e.fake.PID())
-	if err := settle(ctx, b.opt.idle); err != nil {
+	err = settle(ctx, b.opt.idle)
+	r.IdleCPU = cpu.stop()
+	stopIdlePerf()
+	if err != nil {
 		return nil, err
 	}
-	r.IdleCPU = cpu.stop()
 
 	b.logf("trickle: %d rounds, one message per conversation every %v", r.Rounds, b.opt.interval)
 	peak := startPeakSampler(e.dlssePID(), time.Second)
