@@ -9,7 +9,8 @@ import (
 )
 
 // Subscriber is one reader of a session: it implements sse.Feed over the
-// session's log. Only one goroutine (the stream loop) calls Next.
+// session's log. Next is called by one goroutine at a time: whoever owns
+// the stream (its own goroutine, a publisher, a fan-out pass).
 type Subscriber struct {
 	s     *Session
 	wire  Wire

@@ -20,7 +20,7 @@ type Heartbeats struct {
 	fireFn func()
 
 	mu    sync.Mutex
-	slots map[int64][]*idleStream // by tick number (Unix ns / tick)
+	slots map[int64][]*idleStream // by tick number (monotonic() / tick)
 	n     int                     // streams on the wheel, filed or being checked
 	last  int64                   // the last tick number checked
 	due   []*idleStream           // fire's, reused
@@ -43,7 +43,7 @@ func (h *Heartbeats) join(s *idleStream) {
 	defer h.mu.Unlock()
 	s.wheel = h
 	if h.n++; h.n == 1 {
-		h.last = time.Now().UnixNano() / int64(h.tick)
+		h.last = monotonic() / int64(h.tick)
 		if h.timer == nil {
 			h.timer = time.AfterFunc(h.tick, h.fireFn)
 		} else {
@@ -79,7 +79,7 @@ func (h *Heartbeats) leave(s *idleStream) {
 	}
 }
 
-// fileLocked files s under the first tick at or after at (Unix ns).
+// fileLocked files s under the first tick at or after at (monotonic()).
 func (h *Heartbeats) fileLocked(s *idleStream, at int64) {
 	slot := max((at+int64(h.tick)-1)/int64(h.tick), h.last+1)
 	s.wheelSlot, s.wheelIdx = slot, len(h.slots[slot])
@@ -90,7 +90,7 @@ func (h *Heartbeats) fileLocked(s *idleStream, at int64) {
 // pinged (WriteNow: on this goroutine when the socket takes it), any
 // other filed again a heartbeat after its last write.
 func (h *Heartbeats) fire() {
-	now := time.Now().UnixNano()
+	now := monotonic()
 	h.mu.Lock()
 	due := h.due[:0]
 	h.due = nil // this fire's until it is done, should the next one start early

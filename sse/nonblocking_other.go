@@ -1,10 +1,11 @@
-//go:build !unix
+//go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
 package sse
 
 import "syscall"
 
-// nonBlocking is empty where streams always write through their Writer.
+// nonBlocking is empty where streams always write through their Writer
+// (no raw write(2) to call: Windows, and the Unixes without SYS_WRITE).
 type nonBlocking struct{}
 
 func (s *stream) bind() {}

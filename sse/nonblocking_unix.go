@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
 package sse
 
@@ -32,7 +32,10 @@ func (s *stream) bind() {
 	}
 }
 
-// rawConnOf is w's socket, when w is a connection that has one.
+// rawConnOf is w's socket, when w is a connection that has one. Such a w
+// must be the socket itself (a net.Conn, or a wrapper whose Write is the
+// socket's, as the gateway's): tryWrite writes around any other Write,
+// and a descriptor in blocking mode would hold a thread in RawSyscall.
 func rawConnOf(w Writer) syscall.RawConn {
 	sc, ok := w.(syscall.Conn)
 	if !ok {

@@ -2,6 +2,7 @@ package sse
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -46,6 +47,10 @@ type Waker interface {
 // handed to a goroutine of the stream's own, so a slow client holds up
 // nobody else.
 //
+// A w that is a connection with a socket (a syscall.Conn) must be the
+// socket itself, or a wrapper whose Write is the socket's: WriteNow's raw
+// writes go around any other Write.
+//
 // done is called once, from the stream's goroutine, with the reason the
 // stream ended; the stream no longer touches w or feed then. Start never
 // closes w, and unhooks itself from feed, ctx and opt.Inbound before done.
@@ -58,14 +63,16 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 	s.bind()
 	s.runFn = s.run
 	s.state.Store(stateRunning) // the first run, below, writes the retry hint
-	s.lastWrite.Store(time.Now().UnixNano())
+	s.lastWrite.Store(monotonic())
 	s.wheelIdx = -1
 	switch {
 	case opt.Heartbeat <= 0:
 	case opt.Heartbeats != nil:
 		opt.Heartbeats.join(s)
 	default:
-		s.timer = time.AfterFunc(opt.Heartbeat, s.heartbeat)
+		// Set before it can fire: heartbeat resets it.
+		s.timer = time.AfterFunc(math.MaxInt64, s.heartbeat)
+		s.timer.Reset(opt.Heartbeat)
 	}
 	if opt.Inbound != nil {
 		if stop, err := opt.Inbound.Watch(s.readable); err == nil {
@@ -100,7 +107,7 @@ type idleStream struct {
 	state     atomic.Int32
 	pingDue   atomic.Bool
 	readDue   atomic.Bool  // the client sent something or hung up
-	lastWrite atomic.Int64 // Unix ns: the heartbeat is due a Heartbeat after it
+	lastWrite atomic.Int64 // monotonic(): the heartbeat is due a Heartbeat after it
 	runFn     func()       // s.run, bound once: "go s.run()" would allocate a closure per wake-up
 
 	// Left by WriteNow for the stream's goroutine: the rest of a batch the
@@ -190,7 +197,7 @@ func (s *idleStream) writeNow() bool {
 				s.held, s.heldOff, s.ending = bp, n, end
 				return false
 			}
-			s.lastWrite.Store(time.Now().UnixNano())
+			s.lastWrite.Store(monotonic())
 		}
 		putBuf(bp)
 		if end != "" {
@@ -208,15 +215,33 @@ func (s *idleStream) writeNow() bool {
 // timer is not moved at every write (a timer update per event): when the
 // stream wrote since, it is set for the rest of the quiet it needs.
 func (s *idleStream) heartbeat() {
-	quiet := time.Duration(time.Now().UnixNano() - s.lastWrite.Load())
+	quiet := time.Duration(monotonic() - s.lastWrite.Load())
 	if quiet < s.opt.Heartbeat {
 		s.timer.Reset(s.opt.Heartbeat - quiet)
+	} else {
+		s.timer.Reset(s.opt.Heartbeat) // the ping about to be written counts as a write
+	}
+	if s.state.Load() == stateEnded {
+		// end's Stop came before the Reset above (it does not wait for
+		// a running callback): stop again, or the timer would re-arm
+		// itself forever, holding the stream. end stores stateEnded
+		// before it stops the timer.
+		s.timer.Stop()
 		return
 	}
-	s.timer.Reset(s.opt.Heartbeat) // the ping about to be written counts as a write
-	s.pingDue.Store(true)
-	s.WriteNow()
+	if quiet >= s.opt.Heartbeat {
+		s.pingDue.Store(true)
+		s.WriteNow()
+	}
 }
+
+// epoch is where monotonic counts from.
+var epoch = time.Now()
+
+// monotonic is the time since epoch on the monotonic clock, in ns: a
+// stream's last write, which a wall clock set back would push a heartbeat
+// away from by as much.
+func monotonic() int64 { return int64(time.Since(epoch)) }
 
 // readable runs when the client sent something or hung up.
 func (s *idleStream) readable() {
@@ -270,7 +295,7 @@ func (s *idleStream) step() Reason {
 	}
 	if wrote {
 		s.pingDue.Store(false)
-		s.lastWrite.Store(time.Now().UnixNano())
+		s.lastWrite.Store(monotonic())
 	}
 	return ""
 }
@@ -286,7 +311,7 @@ func (s *idleStream) finishHeld() Reason {
 		if err != "" {
 			return err
 		}
-		s.lastWrite.Store(time.Now().UnixNano())
+		s.lastWrite.Store(monotonic())
 	}
 	return end
 }

@@ -442,3 +442,21 @@ func TestWriteNowHandsOffWhatWouldBlock(t *testing.T) {
 		t.Fatalf("ended %q", r)
 	}
 }
+
+// TestHeartbeatAfterEndStaysStopped: a heartbeat callback already running
+// when the stream ended (Stop does not wait for it) leaves the timer
+// stopped, not re-armed for ever, holding the stream (found by review).
+func TestHeartbeatAfterEndStaysStopped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		ended := make(chan Reason, 1)
+		s := start(ctx, &recordingWriter{}, &notifyFeed{}, Options{Heartbeat: 15 * time.Second}, func(r Reason) { ended <- r })
+		synctest.Wait()
+		cancel()
+		<-ended
+		s.heartbeat() // the callback that had begun when end stopped the timer
+		if s.timer.Stop() {
+			t.Fatal("the heartbeat timer was re-armed after the stream ended")
+		}
+	})
+}
