@@ -100,6 +100,8 @@ type Client struct {
 	dialer  *websocket.Dialer
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 	state   breakerState
+
+	keepalives *keepalives // every stream's, from one timer
 }
 
 // New returns a Client for cfg.
@@ -140,9 +142,10 @@ func New(cfg Config) (*Client, error) {
 		transport = t
 	}
 	c := &Client{
-		base: base,
-		addr: hostPort(base),
-		cfg:  cfg,
+		base:       base,
+		addr:       hostPort(base),
+		cfg:        cfg,
+		keepalives: newKeepalives(cfg.Keepalive),
 		http: &http.Client{
 			Transport: transport,
 			// Direct Line never redirects; following one could send the

@@ -46,10 +46,12 @@ type Stream struct {
 	conn        *websocket.Conn
 	readTimeout time.Duration
 	keepalive   time.Duration
+	keepalives  *keepalives
 
 	mu     sync.Mutex // serialises writes (keepalives, close)
 	closed bool
-	timer  *time.Timer
+
+	kaBucket, kaIdx int // where the stream is in keepalives (under its lock; -1: left)
 }
 
 // Dial opens a stream URL (as returned by start or reconnect), through the
@@ -97,15 +99,11 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 	}
 	done(nil)
 	c.observe("dial", http.StatusSwitchingProtocols, time.Since(start))
-	s := &Stream{conn: conn, readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive}
+	s := &Stream{conn: conn, readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive, keepalives: c.keepalives}
 	conn.SetReadLimit(c.cfg.ReadLimit)
 	conn.SetPongHandler(func(string) error { return s.extendRead() })
 	_ = s.extendRead()
-	// Under the lock: the first keepalive, which takes it too, must find
-	// the timer it resets.
-	s.mu.Lock()
-	s.timer = time.AfterFunc(s.keepalive, s.sendKeepalive)
-	s.mu.Unlock()
+	c.keepalives.join(s)
 	return s, nil
 }
 
@@ -177,7 +175,6 @@ func (s *Stream) sendKeepalive() {
 		_ = s.conn.SetWriteDeadline(deadline)
 		_ = s.conn.WriteMessage(websocket.TextMessage, nil)
 	}
-	s.timer.Reset(s.keepalive)
 }
 
 // Next returns the next ActivitySet: ReadMessage, Decode and Release in
@@ -282,7 +279,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	s.timer.Stop()
+	s.keepalives.leave(s)
 	_ = s.conn.WriteControl(websocket.CloseMessage,
 		websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 	s.mu.Unlock()
