@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -86,12 +87,21 @@ func (s *senders) pruneLocked(now time.Time) {
 
 // NoteSender records that a client posted to the conversation as id, here
 // and on the replicas that follow the conversation (its owner among them).
+// It returns once the other replicas were told, before the post goes to
+// Direct Line: told later (queued behind other news), the owner could
+// see the activity's echo, lose its socket and take a participant's
+// endOfConversation for the bot's, ending the conversation for everyone.
 func (m *Manager) NoteSender(conversationID, id string) {
 	if id == "" {
 		return
 	}
 	m.senders.note(conversationID, id, time.Now())
-	if m.clustered {
-		m.tell(conversationID, Message{Kind: KindSender, Sender: id})
+	if !m.clustered {
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, leaseCallTimeout)
+	defer cancel()
+	if err := m.shared.Bus.Publish(ctx, conversationID, m.cfg.Replica, Message{Kind: KindSender, Sender: id}); err != nil && m.ctx.Err() == nil {
+		m.cfg.Logger.Warn().Err(err).Str("conversation_id", conversationID).Msg("could not tell the other replicas")
 	}
 }
