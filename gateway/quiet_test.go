@@ -70,11 +70,7 @@ func (l *lateListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	select {
-	case l.accepted <- struct{}{}:
-	default:
-	}
-	return &lateConn{Conn: c, closed: l.closed}, nil
+	return &lateConn{Conn: c, closed: l.closed, accepted: l.accepted}, nil
 }
 
 func (l *lateListener) Close() error {
@@ -84,13 +80,22 @@ func (l *lateListener) Close() error {
 
 type lateConn struct {
 	net.Conn
-	closed <-chan struct{}
-	read   bool
+	closed   <-chan struct{}
+	accepted chan<- struct{}
+	read     bool
 }
 
+// Read says the connection was accepted at the server's first read, not in
+// Accept: by then the gateway has the connection (signalled from Accept,
+// Shutdown could begin while the gateway's own Accept still held it, and
+// close it as accepted too late).
 func (c *lateConn) Read(p []byte) (int, error) {
 	if !c.read {
 		c.read = true
+		select {
+		case c.accepted <- struct{}{}:
+		default:
+		}
 		<-c.closed
 	}
 	return c.Conn.Read(p)
