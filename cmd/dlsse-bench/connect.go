@@ -114,3 +114,19 @@ func (b *bench) connectWS(ctx context.Context, e *env, convs []directlinetest.Co
 func deliveredAll(n int64) func(*recorder) bool {
 	return func(r *recorder) bool { return r.distinct.Load() >= n }
 }
+
+// connectOne starts one conversation on the fake and connects s
+// subscribers of -wire to it, reading with bufSize buffers: the fan-out
+// scenarios' setup. It returns the conversation's id.
+func (b *bench) connectOne(ctx context.Context, e *env, s, bufSize int) (string, *fleet, time.Duration, error) {
+	convs, err := e.ctl.conversations(ctx, 1)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	subs := make([]directlinetest.ConversationCredentials, s)
+	for i := range subs {
+		subs[i] = convs[0]
+	}
+	f, took, err := b.connect(ctx, e, subs, bufSize, b.opt.wire)
+	return convs[0].ConversationID, f, took, err
+}

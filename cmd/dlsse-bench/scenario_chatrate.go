@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/dlsse/dlsse/upstream/directlinetest"
 )
 
 // chatrateReport is the chatrate scenario: one busy conversation watched
@@ -72,15 +70,7 @@ func (b *bench) chatrate(ctx context.Context) (*chatrateReport, error) {
 		return nil, err
 	}
 	defer e.stop()
-	convs, err := e.ctl.conversations(ctx, 1)
-	if err != nil {
-		return nil, err
-	}
-	subs := make([]directlinetest.ConversationCredentials, s)
-	for i := range subs {
-		subs[i] = convs[0]
-	}
-	f, took, err := b.connect(ctx, e, subs, 4096, b.opt.wire)
+	conv, f, took, err := b.connectOne(ctx, e, s, 4096)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +95,7 @@ func (b *bench) chatrate(ctx context.Context) (*chatrateReport, error) {
 	}
 	stopPerf := b.profileCPU("chatrate", e.dlssePID())
 	cpu = newProcCPU(names, pids)
-	st, err := e.ctl.runLoad(ctx, loadRequest{Conversations: []string{convs[0].ConversationID},
+	st, err := e.ctl.runLoad(ctx, loadRequest{Conversations: []string{conv},
 		Interval: (time.Second / time.Duration(r.Rate)).String(), Rounds: n, Prefix: "chat "})
 	var waitErr error
 	if err == nil {

@@ -6,8 +6,6 @@ import (
 	"math"
 	"slices"
 	"time"
-
-	"github.com/dlsse/dlsse/upstream/directlinetest"
 )
 
 // fanoutReport is the fanout scenario: one conversation, many
@@ -51,16 +49,8 @@ func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 		return nil, err
 	}
 	defer e.stop()
-	convs, err := e.ctl.conversations(ctx, 1)
-	if err != nil {
-		return nil, err
-	}
-	subs := make([]directlinetest.ConversationCredentials, s)
-	for i := range subs {
-		subs[i] = convs[0]
-	}
 	// Large reads: a burst arrives in batches of up to max_batch_bytes.
-	f, took, err := b.connect(ctx, e, subs, 32<<10, b.opt.wire)
+	conv, f, took, err := b.connectOne(ctx, e, s, 32<<10)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +66,7 @@ func (b *bench) fanout(ctx context.Context) (*fanoutReport, error) {
 	b.logf("burst: %s messages to %s subscribers", count(int64(n)), count(int64(s)))
 	stopPerf := b.profileCPU("fanout", e.dlssePID())
 	cpu := newCPUMeter(e.dlssePID(), e.fake.PID())
-	_, err = e.ctl.runLoad(ctx, loadRequest{Conversations: []string{convs[0].ConversationID}, Rounds: n, Prefix: "burst "})
+	_, err = e.ctl.runLoad(ctx, loadRequest{Conversations: []string{conv}, Rounds: n, Prefix: "burst "})
 	var waitErr error
 	if err == nil {
 		waitErr = f.waitAll(ctx, "burst delivered", 2*time.Minute, deliveredAll(int64(n)))
