@@ -220,8 +220,10 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		g.webchat = wc
 	}
 	g.admit = newAdmission(&g.cfg)
-	// Both kinds of stream share one heartbeat wheel: one timer for all.
-	heartbeats := sse.NewHeartbeats(g.cfg.Heartbeat)
+	g.stopCtx, g.stop = context.WithCancel(context.Background())
+	// Both kinds of stream share one heartbeat wheel: one timer for all,
+	// and one watch of stopCtx.
+	heartbeats := sse.NewHeartbeats(g.stopCtx, g.cfg.Heartbeat)
 	g.sseOptions = sse.Options{
 		Retry:        g.cfg.Retry,
 		Heartbeat:    g.cfg.Heartbeat,
@@ -236,7 +238,6 @@ func New(cfg Config, up *upstream.Client, sessions *session.Manager) (*Gateway, 
 		OnShutdown:   shutdownClose,
 		Ping:         wsframe.Ping,
 	}
-	g.stopCtx, g.stop = context.WithCancel(context.Background())
 	g.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		// Fiber's values (params, headers, query) are views into pooled

@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -12,8 +13,11 @@ import (
 // costs three fields, not a timer. A stream is checked at the first tick
 // at or after a heartbeat of quiet: a ping comes at most a tick late. The
 // timer runs only while a stream is on the wheel: a Heartbeats needs no
-// stopping.
+// stopping. The wheel also watches the context its streams are started
+// with, so that they need no watch each (context.AfterFunc costs a stream
+// a few hundred bytes): when it ends, the wheel wakes them all.
 type Heartbeats struct {
+	ctx    context.Context
 	every  time.Duration
 	tick   time.Duration
 	timer  *time.Timer
@@ -24,17 +28,36 @@ type Heartbeats struct {
 	n     int                     // streams on the wheel, filed or being checked
 	last  int64                   // the last tick number checked
 	due   []*idleStream           // fire's, reused
+	ended bool                    // ctx ended: every stream was woken
 }
 
 // heartbeatTicks is how many ticks a heartbeat has.
 const heartbeatTicks = 15
 
 // NewHeartbeats returns a wheel for streams whose Options.Heartbeat is
-// every.
-func NewHeartbeats(every time.Duration) *Heartbeats {
-	h := &Heartbeats{every: every, tick: max(every/heartbeatTicks, 1), slots: map[int64][]*idleStream{}}
+// every. Streams started with ctx are woken by the wheel when it ends;
+// others watch their own context.
+func NewHeartbeats(ctx context.Context, every time.Duration) *Heartbeats {
+	h := &Heartbeats{ctx: ctx, every: every, tick: max(every/heartbeatTicks, 1), slots: map[int64][]*idleStream{}}
 	h.fireFn = h.fire
+	context.AfterFunc(ctx, h.wakeAll)
 	return h
+}
+
+// watches reports whether the wheel wakes s's stream when ctx ends.
+func (h *Heartbeats) watches(ctx context.Context) bool { return h.ctx == ctx }
+
+// wakeAll wakes every stream on the wheel (ctx ended: they shut down);
+// those a fire is checking are woken by it.
+func (h *Heartbeats) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ended = true
+	for _, slot := range h.slots {
+		for _, s := range slot {
+			s.Wake()
+		}
+	}
 }
 
 // join puts s on the wheel, due a heartbeat after its last write.
@@ -117,6 +140,9 @@ func (h *Heartbeats) fire() {
 	for i, s := range due {
 		if !s.wheelGone {
 			h.fileLocked(s, s.lastWrite.Load()+int64(h.every))
+			if h.ended {
+				s.Wake() // out of the slots when wakeAll ran
+			}
 		}
 		due[i] = nil
 	}

@@ -10,20 +10,24 @@ import (
 
 // TestHeartbeatsWheel: streams sharing a wheel are pinged after a
 // heartbeat of quiet (at most a tick late), an event moves a stream's
-// next ping a heartbeat after it, and once every stream ended the wheel's
-// timer is stopped and it holds none of them.
+// next ping a heartbeat after it; streams started with the wheel's context
+// watch it through the wheel (no watch each), which shuts them all down
+// when it ends; and once every stream ended the wheel's timer is stopped
+// and it holds none of them.
 func TestHeartbeatsWheel(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const every = 15 * time.Second // a tick of 1 s
-		h := NewHeartbeats(every)
 		ctx, cancel := context.WithCancel(context.Background())
+		h := NewHeartbeats(ctx, every)
 		const n = 50
 		feeds := make([]*notifyFeed, n)
 		ws := make([]*recordingWriter, n)
 		ended := make(chan Reason, n)
 		for i := range n {
 			feeds[i], ws[i] = &notifyFeed{}, &recordingWriter{}
-			Start(ctx, ws[i], feeds[i], Options{Heartbeat: every, Heartbeats: h}, func(r Reason) { ended <- r })
+			if s := start(ctx, ws[i], feeds[i], Options{Heartbeat: every, Heartbeats: h}, func(r Reason) { ended <- r }); s.stopCtx != nil {
+				t.Fatal("a stream started with the wheel's context watches it itself")
+			}
 		}
 		pings := func(i int) int { return strings.Count(ws[i].String(), ": ping") }
 		time.Sleep(5 * time.Second)
@@ -51,6 +55,10 @@ func TestHeartbeatsWheel(t *testing.T) {
 			t.Fatalf("the stream with news: %d pings a heartbeat and a tick after it", pings(0))
 		}
 		cancel()
+		synctest.Wait() // at once: no tick may pass
+		if len(ended) != n {
+			t.Fatalf("%d of %d streams shut down when their context ended", len(ended), n)
+		}
 		for range n {
 			if r := <-ended; r != ReasonShutdown {
 				t.Fatalf("ended %q", r)

@@ -61,9 +61,9 @@ type Options struct {
 	Ping []byte
 	// Inbound, if set, lets a Start stream hear from its client.
 	Inbound Inbound
-	// Heartbeats, if set (made with NewHeartbeats(Heartbeat)), pings a
-	// Start stream from a wheel it shares with others, instead of a timer
-	// of its own.
+	// Heartbeats, if set (made with NewHeartbeats(ctx, Heartbeat)), pings
+	// a Start stream from a wheel it shares with others, instead of a
+	// timer of its own, and wakes it when ctx ends.
 	Heartbeats *Heartbeats
 }
 

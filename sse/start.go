@@ -79,7 +79,9 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 			s.stopWatch = stop
 		}
 	}
-	s.stopCtx = context.AfterFunc(ctx, s.Wake)
+	if opt.Heartbeat <= 0 || opt.Heartbeats == nil || !opt.Heartbeats.watches(ctx) {
+		s.stopCtx = context.AfterFunc(ctx, s.Wake)
+	}
 	feed.SetWaker(s)
 	go s.runFn()
 	return s
@@ -101,8 +103,8 @@ type idleStream struct {
 	done      func(Reason)
 	wheel     *Heartbeats // pings the stream (heartbeat.go); or timer does
 	timer     *time.Timer
-	stopCtx   func() bool
-	stopWatch func() // nil without a watched Inbound
+	stopCtx   func() bool // nil when the heartbeat wheel watches ctx
+	stopWatch func()      // nil without a watched Inbound
 
 	state     atomic.Int32
 	pingDue   atomic.Bool
@@ -334,7 +336,9 @@ func (s *idleStream) read() Reason {
 func (s *idleStream) end(reason Reason) {
 	s.state.Store(stateEnded)
 	s.feed.SetWaker(nil)
-	s.stopCtx()
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
 	if s.stopWatch != nil {
 		s.stopWatch()
 	}
