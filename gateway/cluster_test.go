@@ -248,3 +248,38 @@ func TestClusterRestCallsInformOtherReplicas(t *testing.T) {
 		}
 	})
 }
+
+// TestClusterBotEndEndsEverywhere: the bot's endOfConversation, after a
+// post through another replica, still ends the conversation for the
+// subscribers of both replicas once the owner's socket closes: the owner
+// waits for the other replica's news of who posted (senderNewsGrace),
+// then decides the bot ended it.
+func TestClusterBotEndEndsEverywhere(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, shared func(string) session.Shared) {
+		bot := directlinetest.BotFunc(func(c *directlinetest.Conv, a map[string]any) {
+			if a["text"] == "bye" {
+				c.Send(map[string]any{"type": "endOfConversation", "from": map[string]any{"id": "bot"}})
+			}
+		})
+		hs := newReplicas(t, 2, shared, harnessOptions{}, directlinetest.WithBot(bot))
+		ctx := testContext(t, 20*time.Second)
+		conv := hs[1].start()
+		owner := hs[1].open(ctx, conv.StreamURL, nil) // the session, and the owner, on B
+		waitOnline(ctx, t, owner)
+		follower := hs[0].open(ctx, conv.StreamURL, nil)
+		waitOnline(ctx, t, follower)
+		hs[0].post(conv.ConversationID, conv.Token, "bye")
+		for _, s := range []*ssetest.Stream{owner, follower} {
+			for {
+				if a, _ := nextActivity(ctx, t, s); a.Type == "endOfConversation" {
+					break
+				}
+			}
+		}
+		hs[0].fake.DropSockets(conv.ConversationID)
+		for _, s := range []*ssetest.Stream{owner, follower} {
+			readStatesUntil(ctx, t, s, session.StateEnded)
+		}
+	})
+}

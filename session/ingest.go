@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valyala/fastjson"
 
@@ -330,7 +331,44 @@ func sender(d *decoded) (id string, user bool) {
 // endOfConversation came from someone no client posted as through dlsse.
 // Asked when the socket closed, not when the activity arrived: a replica
 // told who posted it may tell a little later than Direct Line echoes it.
-func (s *Session) botEnded() bool {
+// In a cluster the news comes over the bus, which may still be bringing
+// it when the socket closes (it was sent before the post, on another
+// path): an owner gives it up to senderNewsGrace before it decides. A ctx
+// that ends meanwhile (the tenure) decides nothing: false.
+func (s *Session) botEnded(ctx context.Context) bool {
+	var grace <-chan time.Time
+	for {
+		news := s.m.senders.news() // before the check: a note after it is news
+		if !s.unknownEnder() {
+			return false
+		}
+		if !s.m.clustered {
+			return true
+		}
+		if grace == nil {
+			t := time.NewTimer(senderNewsGrace)
+			defer t.Stop()
+			grace = t.C
+		}
+		select {
+		case <-news:
+		case <-grace:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// senderNewsGrace is how long an owner waits for the bus to say who posted
+// an endOfConversation before it takes it for the bot's: ending a
+// conversation the bot ended this much later costs little; ending one a
+// participant left, everybody's chat.
+const senderNewsGrace = 2 * time.Second
+
+// unknownEnder reports whether an endOfConversation came from someone not
+// known to have posted through dlsse.
+func (s *Session) unknownEnder() bool {
 	for _, id := range s.enders {
 		if !s.m.senders.has(s.id, id) {
 			return true

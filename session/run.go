@@ -106,7 +106,7 @@ func (s *Session) readUpstream(o *ownership, stream *upstream.Stream, attempt in
 		s.stepBack(o, "journal refused an append (fenced)")
 		s.tenureEnded(o)
 		return
-	case s.botEnded():
+	case s.botEnded(o.ctx):
 		st := Status{State: StateEnded, Reason: "the conversation ended"}
 		s.setStatus(st)
 		s.announce(o, Message{Kind: KindEnded, Status: st})

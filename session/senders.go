@@ -21,6 +21,7 @@ const (
 type senders struct {
 	mu     sync.Mutex
 	byConv map[string]*senderSet
+	noted  chan struct{} // closed (and replaced) at every note: news for waiters
 }
 
 type senderSet struct {
@@ -28,11 +29,22 @@ type senderSet struct {
 	seen time.Time
 }
 
-func newSenders() senders { return senders{byConv: make(map[string]*senderSet)} }
+func newSenders() senders {
+	return senders{byConv: make(map[string]*senderSet), noted: make(chan struct{})}
+}
+
+// news returns a channel closed at the next note.
+func (s *senders) news() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.noted
+}
 
 func (s *senders) note(conversationID, id string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	close(s.noted)
+	s.noted = make(chan struct{})
 	set := s.byConv[conversationID]
 	if set == nil {
 		if len(s.byConv) >= maxSenderConversations {
