@@ -30,18 +30,7 @@ func TestBenchTiny(t *testing.T) {
 	const m = 20 // chatrate's messages: -rate 50 for -duration 400ms
 	args := []string{"-scenario", "all", "-json", "-conversations", "20", "-subscribers", "20", "-events", "50",
 		"-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3", "-rate", "50"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	var out, errs bytes.Buffer
-	if err := run(ctx, args, &out, &errs); err != nil {
-		t.Fatalf("run: %v\n%s", err, errs.String())
-	}
-	var res results
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("JSON output: %v\n%s", err, out.String())
-	}
-	t.Logf("progress:\n%s", errs.String())
+	res := runBench(ctx, t, args)
 
 	w := res.Widgets
 	if w == nil || w.Conversations != c || w.Rounds != 2 || w.Expected != c*2 || w.Events != w.Expected ||
@@ -93,17 +82,7 @@ func TestBenchTinyWebSocket(t *testing.T) {
 	const c, s, n, m = 20, 20, 50, 20
 	args := append([]string{"-scenario", "widgets,fanout,chatrate,churn", "-wire", "websocket", "-json", "-conversations", "20", "-subscribers", "20",
 		"-events", "50", "-interval", "200ms", "-duration", "400ms", "-idle", "200ms", "-sources", "3", "-rate", "50"}, tinyChurn...)
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	var out, errs bytes.Buffer
-	if err := run(ctx, args, &out, &errs); err != nil {
-		t.Fatalf("run: %v\n%s", err, errs.String())
-	}
-	var res results
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("JSON output: %v\n%s", err, out.String())
-	}
+	res := runBench(ctx, t, args)
 	if w := res.Widgets; w == nil || w.Wire != "websocket" || w.Expected != c*2 || w.Events != w.Expected || w.Lost != 0 || w.Duplicated != 0 {
 		t.Errorf("widgets: %+v", w)
 	}
@@ -152,17 +131,7 @@ func TestBenchTinyChurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	args := append([]string{"-scenario", "churn", "-json", "-sources", "3"}, tinyChurn...)
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	var out, errs bytes.Buffer
-	if err := run(ctx, args, &out, &errs); err != nil {
-		t.Fatalf("run: %v\n%s", err, errs.String())
-	}
-	var res results
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("JSON output: %v\n%s", err, out.String())
-	}
+	res := runBench(ctx, t, args)
 	if ch := res.Churn; ch == nil || ch.Wire != "sse" || !churnAddsUp(ch) {
 		t.Errorf("churn: %+v", ch)
 	}
@@ -200,18 +169,7 @@ func TestBenchClusterTiny(t *testing.T) {
 		"-idle", "200ms", "-sources", "3", "-lease-ttl", "3s",
 		// Subscribers whose replica went away come back sooner.
 		"-dlsse-args", "-retry 200ms -shutdown-jitter 100ms"}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	var out, errs bytes.Buffer
-	if err := run(ctx, args, &out, &errs); err != nil {
-		t.Fatalf("run: %v\n%s", err, errs.String())
-	}
-	t.Logf("progress:\n%s", errs.String())
-	var res results
-	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
-		t.Fatalf("JSON output: %v\n%s", err, out.String())
-	}
+	res := runBench(ctx, t, args)
 	r := res.Cluster
 	if r == nil {
 		t.Fatal("no cluster report")
@@ -340,4 +298,24 @@ func TestSummariseAndCount(t *testing.T) {
 	if count(1234567) != "1,234,567" || count(-1000) != "-1,000" || count(12) != "12" {
 		t.Fatal(count(1234567), count(-1000))
 	}
+}
+
+// runBench runs the bench with args (and -race under the race detector),
+// -json among them, and returns its results; its progress goes to the
+// test's log.
+func runBench(ctx context.Context, t *testing.T, args []string) results {
+	t.Helper()
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	var out, errs bytes.Buffer
+	if err := run(ctx, args, &out, &errs); err != nil {
+		t.Fatalf("run: %v\n%s", err, errs.String())
+	}
+	t.Logf("progress:\n%s", errs.String())
+	var res results
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("JSON output: %v\n%s", err, out.String())
+	}
+	return res
 }
