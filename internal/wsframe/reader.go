@@ -40,7 +40,7 @@ func (r *Reader) Feed(data, out []byte) ([]byte, *Closing) {
 		r.partial = r.partial[:0]
 	}
 	for len(data) > 0 {
-		n, payload, b0, ok, bad := frameAt(data, r.maxLen())
+		n, payload, b0, ok, bad := frameAt(data, r.maxLen(), true)
 		if bad != nil {
 			return AppendClose(out, bad.Code, bad.Reason), bad
 		}
@@ -71,7 +71,8 @@ func protocolError(reason string) *Closing {
 
 // frameAt decodes the frame at the start of b: its length, its unmasked
 // payload and first byte; ok is false when b holds only part of it.
-func frameAt(b []byte, maxLen int) (n int, payload []byte, b0 byte, ok bool, bad *Closing) {
+// masked says which side sent it: clients mask their frames, servers never.
+func frameAt(b []byte, maxLen int, masked bool) (n int, payload []byte, b0 byte, ok bool, bad *Closing) {
 	if len(b) < 2 {
 		return 0, nil, 0, false, nil
 	}
@@ -79,8 +80,11 @@ func frameAt(b []byte, maxLen int) (n int, payload []byte, b0 byte, ok bool, bad
 	if b0&0x70 != 0 {
 		return 0, nil, 0, false, protocolError("reserved bits set")
 	}
-	if b1&0x80 == 0 {
-		return 0, nil, 0, false, protocolError("client frames must be masked")
+	if (b1&0x80 != 0) != masked {
+		if masked {
+			return 0, nil, 0, false, protocolError("client frames must be masked")
+		}
+		return 0, nil, 0, false, protocolError("server frames must not be masked")
 	}
 	op := b0 & 0x0F
 	control := op&0x08 != 0
@@ -106,14 +110,19 @@ func frameAt(b []byte, maxLen int) (n int, payload []byte, b0 byte, ok bool, bad
 	if length > uint64(maxLen) {
 		return 0, nil, 0, false, &Closing{Code: CloseMessageTooBig, Reason: "message too big"}
 	}
-	end := at + 4 + int(length)
+	if masked {
+		at += 4
+	}
+	end := at + int(length)
 	if len(b) < end {
 		return 0, nil, 0, false, nil
 	}
-	mask := b[at : at+4]
-	payload = b[at+4 : end]
-	for i := range payload {
-		payload[i] ^= mask[i&3]
+	payload = b[at:end]
+	if masked {
+		mask := b[at-4 : at]
+		for i := range payload {
+			payload[i] ^= mask[i&3]
+		}
 	}
 	return end, payload, b0, true, nil
 }
@@ -122,26 +131,26 @@ func frameAt(b []byte, maxLen int) (n int, payload []byte, b0 byte, ok bool, bad
 func (r *Reader) handle(b0 byte, payload, out []byte) ([]byte, *Closing) {
 	fin := b0&finBit != 0
 	switch op := b0 & 0x0F; op {
-	case opPing:
-		return appendControl(out, opPong, payload), nil
-	case opPong:
+	case OpPing:
+		return appendControl(out, OpPong, payload), nil
+	case OpPong:
 		return out, nil
-	case opClose:
+	case OpClose:
 		c := closeFrom(payload)
 		if c.Code == 0 { // no code: echo an empty close
-			return appendControl(out, opClose, nil), c
+			return appendControl(out, OpClose, nil), c
 		}
 		if !c.ByClient {
 			return AppendClose(out, c.Code, c.Reason), c
 		}
 		return AppendClose(out, c.Code, ""), c
-	case opBinary:
+	case OpBinary:
 		c := &Closing{Code: CloseUnsupportedData, Reason: "binary messages are not accepted"}
 		return AppendClose(out, c.Code, c.Reason), c
-	case opText, opContinuation:
-		if (op == opText) == r.inMessage {
+	case OpText, OpContinuation:
+		if (op == OpText) == r.inMessage {
 			c := protocolError("unexpected continuation")
-			if op == opText {
+			if op == OpText {
 				c = protocolError("a new message inside a fragmented one")
 			}
 			return AppendClose(out, c.Code, c.Reason), c

@@ -1,21 +1,22 @@
-// Package wsframe encodes the frames a WebSocket server sends and parses
-// the frames its clients send (RFC 6455 §5), as plain byte slices: a stream
-// builds its frames in the batch buffer it writes anyway and parses what
-// it reads in pieces, so a WebSocket stream, like an SSE one, holds no
-// goroutine and no buffer of its own while idle. docs/websocket.md says why
-// this is not fasthttp/websocket's Conn.
+// Package wsframe encodes and parses WebSocket frames (RFC 6455 §5) as
+// plain byte slices, for both sides dlsse plays: the server of its clients'
+// streams, and the client of Direct Line's. A stream builds its frames in
+// the batch buffer it writes anyway and parses what it reads in pieces, so
+// a stream, client side or upstream, holds no goroutine and no buffer of
+// its own while idle. docs/websocket.md says why this is not
+// fasthttp/websocket's Conn.
 package wsframe
 
 import "encoding/binary"
 
 // Opcodes (RFC 6455 §5.2).
 const (
-	opContinuation = 0x0
-	opText         = 0x1
-	opBinary       = 0x2
-	opClose        = 0x8
-	opPing         = 0x9
-	opPong         = 0xA
+	OpContinuation = 0x0
+	OpText         = 0x1
+	OpBinary       = 0x2
+	OpClose        = 0x8
+	OpPing         = 0x9
+	OpPong         = 0xA
 
 	finBit = 0x80
 )
@@ -29,6 +30,7 @@ const (
 	CloseInvalidPayload  = 1007
 	ClosePolicyViolation = 1008
 	CloseMessageTooBig   = 1009
+	CloseNoStatus        = 1005 // never sent: a close frame without a code
 	CloseInternalError   = 1011
 	CloseTryAgainLater   = 1013
 )
@@ -66,7 +68,7 @@ func BeginText(dst []byte) ([]byte, int) {
 func EndText(dst []byte, mark int) []byte {
 	n := len(dst) - mark - MaxHeader
 	var h [MaxHeader]byte
-	hdr := appendHeader(h[:0], opText, n)
+	hdr := appendHeader(h[:0], OpText, n)
 	copy(dst[mark+len(hdr):], dst[mark+MaxHeader:])
 	copy(dst[mark:], hdr)
 	return dst[:len(dst)-(MaxHeader-len(hdr))]
@@ -74,14 +76,14 @@ func EndText(dst []byte, mark int) []byte {
 
 // AppendText appends a text frame holding payload.
 func AppendText(dst, payload []byte) []byte {
-	return append(appendHeader(dst, opText, len(payload)), payload...)
+	return append(appendHeader(dst, OpText, len(payload)), payload...)
 }
 
 // AppendClose appends a close frame with code and reason, the reason cut
 // to fit a control frame (at a UTF-8 boundary).
 func AppendClose(dst []byte, code int, reason string) []byte {
 	reason = truncateUTF8(reason, maxControl-2)
-	dst = appendHeader(dst, opClose, 2+len(reason))
+	dst = appendHeader(dst, OpClose, 2+len(reason))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(code))
 	return append(dst, reason...)
 }
@@ -93,7 +95,7 @@ func appendControl(dst []byte, op byte, payload []byte) []byte {
 
 // Ping is a ping frame with no payload: a stream's heartbeat. Shared;
 // never modify it.
-var Ping = appendControl(nil, opPing, nil)
+var Ping = appendControl(nil, OpPing, nil)
 
 // truncateUTF8 cuts s to at most n bytes without splitting a character.
 func truncateUTF8(s string, n int) string {

@@ -114,15 +114,15 @@ func TestReader(t *testing.T) {
 	}{
 		{name: "keepalive (empty text)", in: clientFrame(0x81, nil)},
 		{name: "text", in: clientFrame(0x81, []byte(`{"x":1}`))},
-		{name: "ping", in: clientFrame(0x89, []byte("hi")), wantFrame: appendControl(nil, opPong, []byte("hi"))},
+		{name: "ping", in: clientFrame(0x89, []byte("hi")), wantFrame: appendControl(nil, OpPong, []byte("hi"))},
 		{name: "pong ignored", in: clientFrame(0x8A, []byte("x"))},
 		{name: "fragmented text", in: cat(clientFrame(0x01, []byte("ab")), clientFrame(0x89, nil), clientFrame(0x80, []byte("cd"))),
-			wantFrame: appendControl(nil, opPong, nil)},
+			wantFrame: appendControl(nil, OpPong, nil)},
 		{name: "utf-8 across fragments", in: cat(clientFrame(0x01, []byte("\xc3")), clientFrame(0x80, []byte("\xa9")))},
 		{name: "close with code", in: clientFrame(0x88, closePayload(1000, "bye")), wantCode: 1000, byClient: true,
 			wantFrame: AppendClose(nil, 1000, "")},
 		{name: "close without code", in: clientFrame(0x88, nil), byClient: true, wantCode: 0,
-			wantFrame: appendControl(nil, opClose, nil)},
+			wantFrame: appendControl(nil, OpClose, nil)},
 		{name: "binary", in: clientFrame(0x82, []byte{1, 2}), wantCode: CloseUnsupportedData},
 		{name: "too big", in: clientFrame(0x81, make([]byte, 5000)), wantCode: CloseMessageTooBig},
 		{name: "too big in fragments", in: cat(clientFrame(0x01, make([]byte, 3000)), clientFrame(0x80, make([]byte, 3000))), wantCode: CloseMessageTooBig},
@@ -191,6 +191,35 @@ func FuzzReader(f *testing.F) {
 		}
 		if c != nil && last != 0x88 {
 			t.Fatalf("closing %+v without a close frame", c)
+		}
+	})
+}
+
+// FuzzParseServerFrame: whatever a server sends, parsing never panics nor
+// takes more than it was given, and a frame this package encodes comes back
+// whole, in any prefix of it as "not yet".
+func FuzzParseServerFrame(f *testing.F) {
+	f.Add([]byte(`{"activities":[]}`), []byte{0x89, 0x00, 0x81})
+	f.Add(bytes.Repeat([]byte("x"), 300), []byte{0x01, 0x7E, 0x00})
+	f.Fuzz(func(t *testing.T, payload, junk []byte) {
+		if fr, n, bad := ParseServerFrame(junk, 1<<20); bad == nil && n > len(junk) || n < 0 {
+			t.Fatalf("took %d of %d bytes (%+v)", n, len(junk), fr)
+		}
+		enc := AppendText(nil, payload)
+		for cut := range len(enc) {
+			if _, n, bad := ParseServerFrame(enc[:cut], 1<<20); n != 0 || bad != nil {
+				t.Fatalf("a frame's first %d bytes parsed as n=%d bad=%v", cut, n, bad)
+			}
+		}
+		fr, n, bad := ParseServerFrame(append(enc, junk...), 1<<20)
+		if bad != nil || n != len(enc) || fr.Op != OpText || !fr.Fin || !bytes.Equal(fr.Payload, payload) {
+			t.Fatalf("round trip: n=%d/%d bad=%v frame %+v", n, len(enc), bad, fr)
+		}
+		// The client side: a masked frame unmasks to what was sent.
+		m := AppendMasked(nil, OpText, payload, 0xA1B2C3D4)
+		n, got, b0, ok, bad := frameAt(m, 1<<20, true)
+		if !ok || bad != nil || n != len(m) || b0 != finBit|OpText || !bytes.Equal(got, payload) {
+			t.Fatalf("masked round trip: n=%d/%d ok=%v bad=%v b0=%#x", n, len(m), ok, bad, b0)
 		}
 	})
 }
