@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dlsse/dlsse/internal/netwatch"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -192,9 +193,9 @@ type Gateway struct {
 	webchat *staticFile // nil: no Web Chat bundle to serve
 	trust   proxyTrust  // trusted_proxies
 
-	sseOptions sse.Options // the same for every SSE stream, but Inbound
-	wsOptions  sse.Options // the same for every WebSocket stream, but Inbound
-	watchers   watchers    // hear from the clients of every stream
+	sseOptions sse.Options   // the same for every SSE stream, but Inbound
+	wsOptions  sse.Options   // the same for every WebSocket stream, but Inbound
+	watchers   netwatch.Lazy // hear from the clients of every stream
 
 	listener atomic.Pointer[quietListener] // set by Serve
 }
@@ -354,7 +355,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	errREST := g.app.ShutdownWithContext(ctx)
 	errStreams := g.streams.Wait(ctx)
-	g.watchers.close()
+	g.watchers.Close()
 	return errors.Join(errREST, errStreams)
 }
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net"
-	"sync"
 	"syscall"
 
 	"github.com/dlsse/dlsse/internal/netwatch"
@@ -24,51 +23,20 @@ const maxInboundPerStep = 256 << 10
 // stream carries nothing from the client (keepalives are empty).
 const maxClientMessage = 4 << 10
 
-// watchers is the gateway's watcher, made on first use and closed by
-// Shutdown.
-type watchers struct {
-	mu     sync.Mutex
-	w      netwatch.Watcher
-	closed bool
-	err    error
-}
-
-func (ws *watchers) get() (netwatch.Watcher, error) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	if ws.closed {
-		return nil, netwatch.ErrClosed
-	}
-	if ws.w == nil && ws.err == nil {
-		ws.w, ws.err = netwatch.New()
-	}
-	return ws.w, ws.err
-}
-
-func (ws *watchers) close() {
-	ws.mu.Lock()
-	w := ws.w
-	ws.closed, ws.w = true, nil
-	ws.mu.Unlock()
-	if w != nil {
-		_ = w.Close()
-	}
-}
-
 // connInbound watches a raw connection.
 type connInbound struct {
 	conn     syscall.Conn
-	watchers *watchers
+	watchers *netwatch.Lazy
 }
 
-func newConnInbound(conn net.Conn, ws *watchers) (connInbound, bool) {
+func newConnInbound(conn net.Conn, ws *netwatch.Lazy) (connInbound, bool) {
 	sc, ok := conn.(syscall.Conn)
 	return connInbound{conn: sc, watchers: ws}, ok
 }
 
 // Watch implements sse.Inbound.
 func (in *connInbound) Watch(readable func()) (func(), error) {
-	w, err := in.watchers.get()
+	w, err := in.watchers.Get()
 	if err != nil {
 		return nil, err
 	}
