@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dlsse/dlsse/internal/defaults"
 	"io"
 	"net"
 	"net/http"
@@ -113,11 +114,11 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("upstream: base URL must be http(s)://host[:port], got %q", cfg.BaseURL)
 	}
-	orDefault(&cfg.RequestTimeout, DefaultRequestTimeout)
-	orDefault(&cfg.DialTimeout, DefaultDialTimeout)
-	orDefault(&cfg.Keepalive, DefaultKeepalive)
-	orDefault(&cfg.ReadTimeout, 3*cfg.Keepalive)
-	orDefault(&cfg.ReadLimit, DefaultReadLimit)
+	defaults.Set(&cfg.RequestTimeout, DefaultRequestTimeout)
+	defaults.Set(&cfg.DialTimeout, DefaultDialTimeout)
+	defaults.Set(&cfg.Keepalive, DefaultKeepalive)
+	defaults.Set(&cfg.ReadTimeout, 3*cfg.Keepalive)
+	defaults.Set(&cfg.ReadLimit, DefaultReadLimit)
 	switch {
 	case cfg.MaxConnsPerHost == 0:
 		cfg.MaxConnsPerHost = DefaultMaxConnsPerHost
@@ -155,25 +156,19 @@ func New(cfg Config) (*Client, error) {
 		dialer: &websocket.Dialer{
 			HandshakeTimeout: cfg.DialTimeout,
 			NetDialContext:   (&net.Dialer{Timeout: cfg.DialTimeout}).DialContext,
-			// Every socket keeps its read buffer for life; 1 KiB holds
-			// a frame header and small activities, and a larger message
-			// is read past it in bigger reads.
+			// Used for the handshake only (the stream reads and
+			// writes its frames itself), then dropped.
 			ReadBufferSize:  1024,
 			WriteBufferSize: 512,
-			WriteBufferPool: writeBufferPool,
+			WriteBufferPool: handshakeWriteBuffers,
 		},
+	}
+	if t, ok := transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+		// Streams trust what the REST calls trust.
+		c.dialer.TLSClientConfig = t.TLSClientConfig
 	}
 	c.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](c.breakerSettings(cfg.Breaker))
 	return c, nil
-}
-
-// orDefault sets a zero or negative setting to its default. It is
-// internal/defaults.Set, copied: upstream imports no package of this
-// project, so that it stands on its own.
-func orDefault[T int64 | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // Forward sends a client's request to Direct Line as is and returns the

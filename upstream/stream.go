@@ -5,22 +5,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/dlsse/dlsse/internal/netwatch"
+	"github.com/dlsse/dlsse/internal/wsframe"
 	"github.com/fasthttp/websocket"
 )
 
-// writeBufferPool is shared by every stream: a stream writes a few bytes
-// every keepalive, so holding a write buffer per socket would waste memory.
-var writeBufferPool = &sync.Pool{}
+// handshakeWriteBuffers is what the WebSocket dialer writes handshakes
+// with; a stream writes its frames itself.
+var handshakeWriteBuffers = &sync.Pool{}
 
 // ErrMessageTooLarge reports a stream message above Config.ReadLimit. The
 // stream is then unusable; what the message held can be polled instead.
-var ErrMessageTooLarge = websocket.ErrReadLimit
+var ErrMessageTooLarge = errors.New("upstream: stream message above the read limit")
 
 // ClosedError reports that Direct Line closed the stream with a close frame.
 type ClosedError struct {
@@ -39,20 +44,38 @@ func IsCollision(err error) bool {
 	return errors.As(err, &ce) && ce.Reason == "collision"
 }
 
-// Stream is one open Direct Line activity stream. It is read from one
-// goroutine, with ReadMessage, then Decode and Release (what the session
-// does), or with Next, the three in one; Close may be called from any.
+// Stream is one open Direct Line activity stream. dlsse reads and writes
+// its frames itself, after fasthttp/websocket's handshake, so that what
+// was read but not parsed is in sight: a stream can then be read when its
+// socket becomes readable (Watch, TryMessage), holding no goroutine and
+// no buffer while idle. It is read by one reader at a time: ReadMessage
+// (waits), TryMessage (never waits) or Next; Close may be called from any
+// goroutine.
 type Stream struct {
-	conn        *websocket.Conn
+	conn        net.Conn     // frames go through this: TCP, or TLS over it
+	sock        syscall.Conn // the socket under conn
+	now         *netwatch.NowReader
+	nb          *nonblockConn
 	readTimeout time.Duration
 	keepalive   time.Duration
+	readLimit   int64
 	keepalives  *keepalives
 
-	mu     sync.Mutex // serialises writes (keepalives, close)
-	closed bool
+	frames                // the reader's state (frames.go)
+	lastRead atomic.Int64 // since epoch, when a frame last came: liveness
+	down     atomic.Bool  // closed: the reader returns cause
+
+	mu       sync.Mutex // serialises writes (keepalives, pongs, close) and guards what follows
+	closed   bool
+	cause    error
+	unwatch  func()
+	readable func()
 
 	kaBucket, kaIdx int // where the stream is in keepalives (under its lock; -1: left)
 }
+
+// epoch is what a stream's times count from (the monotonic clock).
+var epoch = time.Now()
 
 // Dial opens a stream URL (as returned by start or reconnect), through the
 // breaker: the handshake's outcome is what the breaker counts. The URL is
@@ -77,7 +100,7 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		return nil, err
 	}
 	start := time.Now()
-	conn, resp, err := c.dialWatched(ctx, u.String())
+	hs, resp, err := c.dialStream(ctx, u.String())
 	if err != nil {
 		if ctx.Err() == context.Canceled {
 			done(context.Canceled)
@@ -99,33 +122,18 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 	}
 	done(nil)
 	c.observe("dial", http.StatusSwitchingProtocols, time.Since(start))
-	s := &Stream{conn: conn, readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive, keepalives: c.keepalives}
-	conn.SetReadLimit(c.cfg.ReadLimit)
-	conn.SetPongHandler(func(string) error { return s.extendRead() })
-	_ = s.extendRead()
+	s := &Stream{
+		conn: hs.conn, sock: hs.sock, now: hs.now, nb: hs.nb,
+		readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive, readLimit: c.cfg.ReadLimit,
+		keepalives: c.keepalives,
+	}
+	s.heard()
+	if len(hs.rest) > 0 {
+		s.takeIn(len(hs.rest))
+		s.in = append(s.in, hs.rest...)
+	}
 	c.keepalives.join(s)
 	return s, nil
-}
-
-// dialWatched dials like the WebSocket dialer, but a ctx that ends during
-// the handshake ends it at once: the dialer itself watches ctx only until
-// the TCP connection is up, so a session stopped mid-handshake would wait
-// for the handshake timeout.
-func (c *Client) dialWatched(ctx context.Context, u string) (*websocket.Conn, *http.Response, error) {
-	d := *c.dialer
-	var stop func() bool
-	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := c.dialer.NetDialContext(dctx, network, addr)
-		if err == nil {
-			stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-		}
-		return conn, err
-	}
-	conn, resp, err := d.DialContext(ctx, u, nil)
-	if stop != nil {
-		stop()
-	}
-	return conn, resp, err
 }
 
 // dialError strips whatever of err could carry the stream URL.
@@ -154,33 +162,57 @@ var (
 	errDialFailed  = errors.New("connection failed")
 )
 
-func (s *Stream) extendRead() error {
-	if s.readTimeout > 0 {
-		return s.conn.SetReadDeadline(time.Now().Add(s.readTimeout))
-	}
-	return nil
+// heard notes that a frame came: the line works.
+func (s *Stream) heard() { s.lastRead.Store(int64(time.Since(epoch))) }
+
+// silentFor is how long the stream has been silent.
+func (s *Stream) silentFor() time.Duration {
+	return time.Since(epoch) - time.Duration(s.lastRead.Load())
 }
 
 // sendKeepalive sends what the official client sends (an empty message)
 // plus a ping, whose pong proves the line works even when the service sends
-// nothing.
+// nothing; both in one write. A watched stream silent past ReadTimeout is
+// closed instead: nobody waits in a read with a deadline to notice it.
 func (s *Stream) sendKeepalive() {
+	if s.watched() && s.readTimeout > 0 && s.silentFor() > s.readTimeout {
+		s.fail(errSilent)
+		return
+	}
+	var b [2 * (2 + 4)]byte
+	frames := wsframe.AppendMasked(b[:0], wsframe.OpPing, nil, rand.Uint32())
+	frames = wsframe.AppendMasked(frames, wsframe.OpText, nil, rand.Uint32())
+	_ = s.write(frames, s.keepalive)
+}
+
+// write writes frames (whole) within timeout, unless the stream is closed.
+func (s *Stream) write(frames []byte, timeout time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return
+		return s.cause
 	}
-	deadline := time.Now().Add(s.keepalive)
-	if s.conn.WriteControl(websocket.PingMessage, nil, deadline) == nil {
-		_ = s.conn.SetWriteDeadline(deadline)
-		_ = s.conn.WriteMessage(websocket.TextMessage, nil)
-	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := s.conn.Write(frames)
+	return err
 }
+
+// errSilent is a watched stream that heard nothing, not even a pong, for
+// ReadTimeout. A timeout, as a read deadline passing is.
+var errSilent error = silentError{}
+
+type silentError struct{}
+
+func (silentError) Error() string   { return "upstream: stream silent past its read timeout" }
+func (silentError) Timeout() bool   { return true }
+func (silentError) Temporary() bool { return false }
+
+// ErrStreamClosed is what reading a stream closed by Close returns.
+var ErrStreamClosed = errors.New("upstream: stream closed")
 
 // Next returns the next ActivitySet: ReadMessage, Decode and Release in
 // one call, for readers that need not keep their goroutine shallow (tests,
-// tools); the session reads with ReadMessage and decodes on another
-// goroutine. Empty keepalive messages and message types it does not know
+// tools). Empty keepalive messages and message types it does not know
 // are skipped. A close frame yields *ClosedError.
 func (s *Stream) Next() (ActivitySet, error) {
 	for {
@@ -196,7 +228,7 @@ func (s *Stream) Next() (ActivitySet, error) {
 	}
 }
 
-// messageBuffers holds the buffers stream messages are read into: a
+// messageBuffers holds the buffers stream messages are copied into: a
 // message is decoded (and copied out) as soon as it is read, so a socket
 // needs a buffer only for that moment, not for its life.
 var messageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
@@ -205,35 +237,15 @@ var messageBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 const maxPooledMessage = 64 << 10
 
 // Message is one stream message as read, not decoded yet. The read path
-// is ReadMessage, then Decode, then Release: reading and decoding apart
-// let a caller keep its reading goroutine shallow (decoding JSON takes
-// stack), as the session does.
+// is ReadMessage (or TryMessage), then Decode, then Release.
 type Message struct {
-	typ int
+	typ byte
 	buf *bytes.Buffer
-}
-
-// ReadMessage reads the next message whole. Release it when done.
-func (s *Stream) ReadMessage() (Message, error) {
-	typ, r, err := s.conn.NextReader()
-	if err == nil {
-		buf := messageBuffers.Get().(*bytes.Buffer)
-		if _, err = buf.ReadFrom(r); err == nil {
-			_ = s.extendRead()
-			return Message{typ: typ, buf: buf}, nil
-		}
-		Message{buf: buf}.Release()
-	}
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure { // 1006: no close frame, a drop
-		return Message{}, &ClosedError{Code: ce.Code, Reason: ce.Text}
-	}
-	return Message{}, fmt.Errorf("upstream: stream read: %w", err)
 }
 
 // Empty reports a message Next skips without decoding: a keepalive (an
 // empty text message) or a binary one.
-func (m Message) Empty() bool { return m.typ != websocket.TextMessage || m.buf.Len() == 0 }
+func (m Message) Empty() bool { return m.typ != wsframe.OpText || m.buf.Len() == 0 }
 
 // Decode decodes the message. known is false for what Next skips:
 // keepalives, binary messages, objects without "activities". The set does
@@ -252,8 +264,8 @@ func (m Message) Release() {
 
 // decodeMessage decodes a text message's ActivitySet (decodeStreamSet);
 // other messages are not known.
-func decodeMessage(typ int, msg []byte) (set ActivitySet, known bool, err error) {
-	if typ != websocket.TextMessage || len(msg) == 0 {
+func decodeMessage(typ byte, msg []byte) (set ActivitySet, known bool, err error) {
+	if typ != wsframe.OpText || len(msg) == 0 {
 		return ActivitySet{}, false, nil
 	}
 	set, known, err = decodeStreamSet(msg)
@@ -270,18 +282,60 @@ type FrameError struct{ Err error }
 func (e *FrameError) Error() string { return "upstream: malformed stream message: " + e.Err.Error() }
 func (e *FrameError) Unwrap() error { return e.Err }
 
+// Watch has w call readable whenever TryMessage may have something new:
+// data came, Direct Line closed the stream, or the stream was closed (or
+// found silent: see sendKeepalive). readable is called once at once, for
+// what was read along with the handshake. readable must not block.
+func (s *Stream) Watch(w netwatch.Watcher, readable func()) error {
+	unwatch, err := w.Watch(s.sock, readable)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		unwatch()
+		return s.cause
+	}
+	s.unwatch, s.readable = unwatch, readable
+	s.mu.Unlock()
+	readable()
+	return nil
+}
+
+func (s *Stream) watched() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.readable != nil
+}
+
 // Close closes the stream. It is safe to call more than once and from any
-// goroutine; a blocked Next returns.
-func (s *Stream) Close() error {
+// goroutine; a waiting ReadMessage returns, and a watched stream's
+// readable is called.
+func (s *Stream) Close() error { return s.fail(ErrStreamClosed) }
+
+// fail closes the stream, which its reader then reports as cause.
+func (s *Stream) fail(cause error) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed, s.cause = true, cause
+	s.down.Store(true)
 	s.keepalives.leave(s)
-	_ = s.conn.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	var b [2 + 4 + 2]byte
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.conn.Write(wsframe.AppendMasked(b[:0], wsframe.OpClose, closeNormal, rand.Uint32()))
+	unwatch, readable := s.unwatch, s.readable
 	s.mu.Unlock()
-	return s.conn.Close()
+	err := s.conn.Close()
+	if unwatch != nil {
+		unwatch()
+		readable()
+	}
+	return err
 }
+
+// closeNormal is a close frame's payload: 1000, no reason.
+var closeNormal = []byte{0x03, 0xE8}

@@ -36,8 +36,8 @@ func openStream(t *testing.T, fake *directlinetest.Server, c *upstream.Client, c
 	return s
 }
 
-// next calls Next with a deadline, so a test that is wrong fails instead
-// of hanging. The Next call itself is left to finish when the stream is
+// next calls Next (or, for a stream readWatched, what the session does)
+// with a deadline, so a test that is wrong fails instead of hanging. The Next call itself is left to finish when the stream is
 // closed at the end of the test.
 func next(t *testing.T, s *upstream.Stream) (upstream.ActivitySet, error) {
 	t.Helper()
@@ -45,9 +45,10 @@ func next(t *testing.T, s *upstream.Stream) (upstream.ActivitySet, error) {
 		set upstream.ActivitySet
 		err error
 	}
+	read := readerOf(s)
 	ch := make(chan result, 1)
 	go func() {
-		set, err := s.Next()
+		set, err := read()
 		ch <- result{set, err}
 	}()
 	select {
@@ -409,139 +410,145 @@ func drain(conn *websocket.Conn) {
 
 // TestNextFraming checks each kind of frame Direct Line may send.
 func TestNextFraming(t *testing.T) {
-	frames := []struct {
-		typ  int
-		data string
-	}{
-		{websocket.TextMessage, ""},                                // keepalive
-		{websocket.BinaryMessage, `{"activities":[{"id":"bin"}]}`}, // not text: skipped
-		{websocket.TextMessage, `{"type":"future"}`},               // no activities: skipped
-		{websocket.TextMessage, `{"activities":[{"id":"1"}],"watermark":"1"}`},
-		{websocket.TextMessage, ""},
-		{websocket.TextMessage, `not json`}, // *FrameError, the stream goes on
-		{websocket.TextMessage, `{"activities":{}}`},
-		{websocket.TextMessage, `{"activities":[{"id":"2"},{"id":"3"}],"watermark":3}`},
-		{websocket.TextMessage, `{"activities":[],"watermark":null}`},
-	}
-	url := scriptedServer(t, func(conn *websocket.Conn) {
-		for _, f := range frames {
-			if err := conn.WriteMessage(f.typ, []byte(f.data)); err != nil {
-				return
-			}
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		frames := []struct {
+			typ  int
+			data string
+		}{
+			{websocket.TextMessage, ""},                                // keepalive
+			{websocket.BinaryMessage, `{"activities":[{"id":"bin"}]}`}, // not text: skipped
+			{websocket.TextMessage, `{"type":"future"}`},               // no activities: skipped
+			{websocket.TextMessage, `{"activities":[{"id":"1"}],"watermark":"1"}`},
+			{websocket.TextMessage, ""},
+			{websocket.TextMessage, `not json`}, // *FrameError, the stream goes on
+			{websocket.TextMessage, `{"activities":{}}`},
+			{websocket.TextMessage, `{"activities":[{"id":"2"},{"id":"3"}],"watermark":3}`},
+			{websocket.TextMessage, `{"activities":[],"watermark":null}`},
 		}
-		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "bye"), time.Now().Add(time.Second))
-		drain(conn)
-	})
-	c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{})
-	s, err := c.Dial(testCtx(t), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-
-	type outcome struct {
-		ids       string
-		watermark string
-		frameErr  bool
-	}
-	want := []outcome{
-		{ids: "1", watermark: "1"},
-		{frameErr: true},
-		{frameErr: true},
-		{ids: "2,3", watermark: "3"},
-		{ids: "", watermark: ""},
-	}
-	for i, w := range want {
-		set, err := next(t, s)
-		var fe *upstream.FrameError
-		if w.frameErr {
-			if !errors.As(err, &fe) || fe.Unwrap() == nil || !strings.Contains(fe.Error(), "malformed stream message") {
-				t.Fatalf("step %d: %v, want *FrameError", i, err)
+		url := scriptedServer(t, func(conn *websocket.Conn) {
+			for _, f := range frames {
+				if err := conn.WriteMessage(f.typ, []byte(f.data)); err != nil {
+					return
+				}
 			}
-			continue
-		}
+			_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "bye"), time.Now().Add(time.Second))
+			drain(conn)
+		})
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{})
+		s, err := c.Dial(testCtx(t), url)
 		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
+			t.Fatal(err)
 		}
-		var ids []string
-		for _, raw := range set.Activities {
-			var a struct{ ID string }
-			_ = json.Unmarshal(raw, &a)
-			ids = append(ids, a.ID)
+		read(s)
+		t.Cleanup(func() { _ = s.Close() })
+
+		type outcome struct {
+			ids       string
+			watermark string
+			frameErr  bool
 		}
-		if got := strings.Join(ids, ","); got != w.ids || set.Watermark != w.watermark {
-			t.Errorf("step %d: ids %q at %q, want %q at %q", i, got, set.Watermark, w.ids, w.watermark)
+		want := []outcome{
+			{ids: "1", watermark: "1"},
+			{frameErr: true},
+			{frameErr: true},
+			{ids: "2,3", watermark: "3"},
+			{ids: "", watermark: ""},
 		}
-	}
-	_, err = next(t, s)
-	var ce *upstream.ClosedError
-	if !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "bye" || upstream.IsCollision(err) {
-		t.Fatalf("end: %v, want ClosedError 4001 bye", err)
-	}
+		for i, w := range want {
+			set, err := next(t, s)
+			var fe *upstream.FrameError
+			if w.frameErr {
+				if !errors.As(err, &fe) || fe.Unwrap() == nil || !strings.Contains(fe.Error(), "malformed stream message") {
+					t.Fatalf("step %d: %v, want *FrameError", i, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("step %d: %v", i, err)
+			}
+			var ids []string
+			for _, raw := range set.Activities {
+				var a struct{ ID string }
+				_ = json.Unmarshal(raw, &a)
+				ids = append(ids, a.ID)
+			}
+			if got := strings.Join(ids, ","); got != w.ids || set.Watermark != w.watermark {
+				t.Errorf("step %d: ids %q at %q, want %q at %q", i, got, set.Watermark, w.ids, w.watermark)
+			}
+		}
+		_, err = next(t, s)
+		var ce *upstream.ClosedError
+		if !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "bye" || upstream.IsCollision(err) {
+			t.Fatalf("end: %v, want ClosedError 4001 bye", err)
+		}
+	})
 }
 
 func TestStreamClosedByService(t *testing.T) {
-	tests := []struct {
-		name      string
-		end       func(t *testing.T, fake *directlinetest.Server, c *upstream.Client, conv, tok string)
-		code      int // 0: not a *ClosedError
-		collision bool
-	}{
-		{"CloseSocket collision", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
-			f.CloseSocket(conv, websocket.ClosePolicyViolation, "collision")
-		}, websocket.ClosePolicyViolation, true},
-		{"second socket", func(t *testing.T, f *directlinetest.Server, c *upstream.Client, conv, tok string) {
-			openStream(t, f, c, conv, tok, "")
-		}, websocket.ClosePolicyViolation, true},
-		{"1008 for another reason", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
-			f.CloseSocket(conv, websocket.ClosePolicyViolation, "policy")
-		}, websocket.ClosePolicyViolation, false},
-		{"normal close", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
-			f.CloseSocket(conv, websocket.CloseNormalClosure, "done")
-		}, websocket.CloseNormalClosure, false},
-		{"server error", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
-			f.CloseSocket(conv, websocket.CloseInternalServerErr, "")
-		}, websocket.CloseInternalServerErr, false},
-		{"dropped", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
-			if n := f.DropSockets(conv); n != 1 {
-				t.Fatalf("dropped %d sockets", n)
-			}
-		}, 0, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fake := newFake(t)
-			c, _ := newClient(t, fake.URL, upstream.Config{})
-			conv, tok := fake.NewConversation()
-			s := openStream(t, fake, c, conv, tok, "")
-			// What was queued before the end still arrives first.
-			if err := fake.Push(conv, "before"); err != nil {
-				t.Fatal(err)
-			}
-			if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "before" {
-				t.Fatalf("got %v", got)
-			}
-			tt.end(t, fake, c, conv, tok)
-			_, err := next(t, s)
-			if err == nil {
-				t.Fatal("Next returned a set after the end")
-			}
-			var ce *upstream.ClosedError
-			switch {
-			case tt.code != 0 && (!errors.As(err, &ce) || ce.Code != tt.code):
-				t.Errorf("got %v, want ClosedError %d", err, tt.code)
-			case tt.code == 0 && errors.As(err, &ce):
-				t.Errorf("got %v, want a transport error", err)
-			}
-			if got := upstream.IsCollision(err); got != tt.collision {
-				t.Errorf("IsCollision(%v) = %v, want %v", err, got, tt.collision)
-			}
-			// The stream stays ended.
-			if _, err := next(t, s); err == nil {
-				t.Error("Next after the end returned a set")
-			}
-		})
-	}
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		tests := []struct {
+			name      string
+			end       func(t *testing.T, fake *directlinetest.Server, c *upstream.Client, conv, tok string)
+			code      int // 0: not a *ClosedError
+			collision bool
+		}{
+			{"CloseSocket collision", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
+				f.CloseSocket(conv, websocket.ClosePolicyViolation, "collision")
+			}, websocket.ClosePolicyViolation, true},
+			{"second socket", func(t *testing.T, f *directlinetest.Server, c *upstream.Client, conv, tok string) {
+				openStream(t, f, c, conv, tok, "")
+			}, websocket.ClosePolicyViolation, true},
+			{"1008 for another reason", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
+				f.CloseSocket(conv, websocket.ClosePolicyViolation, "policy")
+			}, websocket.ClosePolicyViolation, false},
+			{"normal close", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
+				f.CloseSocket(conv, websocket.CloseNormalClosure, "done")
+			}, websocket.CloseNormalClosure, false},
+			{"server error", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
+				f.CloseSocket(conv, websocket.CloseInternalServerErr, "")
+			}, websocket.CloseInternalServerErr, false},
+			{"dropped", func(t *testing.T, f *directlinetest.Server, _ *upstream.Client, conv, _ string) {
+				if n := f.DropSockets(conv); n != 1 {
+					t.Fatalf("dropped %d sockets", n)
+				}
+			}, 0, false},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				fake := newFake(t)
+				c, _ := newClient(t, fake.URL, upstream.Config{})
+				conv, tok := fake.NewConversation()
+				s := openStream(t, fake, c, conv, tok, "")
+				read(s)
+				// What was queued before the end still arrives first.
+				if err := fake.Push(conv, "before"); err != nil {
+					t.Fatal(err)
+				}
+				if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "before" {
+					t.Fatalf("got %v", got)
+				}
+				tt.end(t, fake, c, conv, tok)
+				_, err := next(t, s)
+				if err == nil {
+					t.Fatal("Next returned a set after the end")
+				}
+				var ce *upstream.ClosedError
+				switch {
+				case tt.code != 0 && (!errors.As(err, &ce) || ce.Code != tt.code):
+					t.Errorf("got %v, want ClosedError %d", err, tt.code)
+				case tt.code == 0 && errors.As(err, &ce):
+					t.Errorf("got %v, want a transport error", err)
+				}
+				if got := upstream.IsCollision(err); got != tt.collision {
+					t.Errorf("IsCollision(%v) = %v, want %v", err, got, tt.collision)
+				}
+				// The stream stays ended.
+				if _, err := next(t, s); err == nil {
+					t.Error("Next after the end returned a set")
+				}
+			})
+		}
+	})
 }
 
 func TestIsCollision(t *testing.T) {
@@ -564,55 +571,58 @@ func TestIsCollision(t *testing.T) {
 }
 
 func TestCloseIsIdempotentAndUnblocksNext(t *testing.T) {
-	fake := newFake(t)
-	c, _ := newClient(t, fake.URL, upstream.Config{})
-	conv, tok := fake.NewConversation()
-	s := openStream(t, fake, c, conv, tok, "")
-	ctx := testCtx(t)
-	if err := fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpen == 1 }); err != nil {
-		t.Fatal(err)
-	}
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		fake := newFake(t)
+		c, _ := newClient(t, fake.URL, upstream.Config{})
+		conv, tok := fake.NewConversation()
+		s := openStream(t, fake, c, conv, tok, "")
+		read(s)
+		ctx := testCtx(t)
+		if err := fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpen == 1 }); err != nil {
+			t.Fatal(err)
+		}
 
-	// Next blocks: nothing is sent.
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Next()
-		done <- err
-	}()
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for range 8 {
-		wg.Add(1)
+		// Next blocks: nothing is sent.
+		done := make(chan error, 1)
 		go func() {
-			defer wg.Done()
-			errs <- s.Close()
+			_, err := readerOf(s)()
+			done <- err
 		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("Close: %v", err)
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- s.Close()
+			}()
 		}
-	}
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("a closed stream's Next returned a set")
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("Close: %v", err)
+			}
 		}
-	case <-time.After(testTimeout):
-		t.Fatal("Close did not unblock Next")
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("Close again: %v", err)
-	}
-	if _, err := s.Next(); err == nil {
-		t.Error("Next after Close returned a set")
-	}
-	// The client said goodbye: the service sees the socket go.
-	if err := fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpen == 0 }); err != nil {
-		t.Fatalf("the fake still has the socket open: %v", err)
-	}
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("a closed stream's Next returned a set")
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("Close did not unblock Next")
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("Close again: %v", err)
+		}
+		if _, err := next(t, s); err == nil {
+			t.Error("Next after Close returned a set")
+		}
+		// The client said goodbye: the service sees the socket go.
+		if err := fake.WaitFor(ctx, func(st directlinetest.Stats) bool { return st.SocketsOpen == 0 }); err != nil {
+			t.Fatalf("the fake still has the socket open: %v", err)
+		}
+	})
 }
 
 // TestKeepaliveKeepsStreamAlive: the client pings every Keepalive and a
@@ -620,92 +630,101 @@ func TestCloseIsIdempotentAndUnblocksNext(t *testing.T) {
 // ReadTimeout many times over. The server also sees the empty keepalive
 // message the official client sends.
 func TestKeepaliveKeepsStreamAlive(t *testing.T) {
-	const keepalive, readTimeout = 10 * time.Millisecond, 150 * time.Millisecond
-	url := scriptedServer(t, func(conn *websocket.Conn) {
-		var pings, empties int
-		sent := false
-		conn.SetPingHandler(func(data string) error {
-			pings++
-			return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		const keepalive, readTimeout = 10 * time.Millisecond, 150 * time.Millisecond
+		url := scriptedServer(t, func(conn *websocket.Conn) {
+			var pings, empties int
+			sent := false
+			conn.SetPingHandler(func(data string) error {
+				pings++
+				return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+			})
+			_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
+			for {
+				typ, msg, err := conn.ReadMessage()
+				if err != nil {
+					return
+				}
+				if typ == websocket.TextMessage && len(msg) == 0 {
+					empties++
+				}
+				// 45 keepalives are three times ReadTimeout.
+				if !sent && pings >= 45 && empties >= 45 {
+					sent = true
+					_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"activities":[{"id":"late"}],"watermark":"1"}`))
+				}
+			}
 		})
-		_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
-		for {
-			typ, msg, err := conn.ReadMessage()
-			if err != nil {
-				return
-			}
-			if typ == websocket.TextMessage && len(msg) == 0 {
-				empties++
-			}
-			// 45 keepalives are three times ReadTimeout.
-			if !sent && pings >= 45 && empties >= 45 {
-				sent = true
-				_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"activities":[{"id":"late"}],"watermark":"1"}`))
-			}
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{Keepalive: keepalive, ReadTimeout: readTimeout})
+		s, err := c.Dial(testCtx(t), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(s)
+		t.Cleanup(func() { _ = s.Close() })
+		start := time.Now()
+		set, err := next(t, s)
+		if err != nil {
+			t.Fatalf("Next after %v: %v", time.Since(start), err)
+		}
+		if set.Watermark != "1" || len(set.Activities) != 1 {
+			t.Fatalf("got %+v", set)
 		}
 	})
-	c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{Keepalive: keepalive, ReadTimeout: readTimeout})
-	s, err := c.Dial(testCtx(t), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	start := time.Now()
-	set, err := next(t, s)
-	if err != nil {
-		t.Fatalf("Next after %v: %v", time.Since(start), err)
-	}
-	if set.Watermark != "1" || len(set.Activities) != 1 {
-		t.Fatalf("got %+v", set)
-	}
 }
 
 // TestSilentStreamTimesOut: a service that neither sends nor answers pings
 // is dead after ReadTimeout.
 func TestSilentStreamTimesOut(t *testing.T) {
-	gone := make(chan struct{})
-	url := scriptedServer(t, func(conn *websocket.Conn) {
-		<-gone // never reads: pings go unanswered
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		gone := make(chan struct{})
+		url := scriptedServer(t, func(conn *websocket.Conn) {
+			<-gone // never reads: pings go unanswered
+		})
+		const readTimeout = 50 * time.Millisecond
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{Keepalive: 10 * time.Millisecond, ReadTimeout: readTimeout})
+		start := time.Now() // the deadline is set during Dial, so after this
+		s, err := c.Dial(testCtx(t), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(s)
+		defer close(gone)
+		defer s.Close()
+		_, err = next(t, s)
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("got %v, want a read timeout", err)
+		}
+		if d := time.Since(start); d < readTimeout {
+			t.Errorf("timed out after %v, before ReadTimeout", d)
+		}
 	})
-	const readTimeout = 50 * time.Millisecond
-	c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{Keepalive: 10 * time.Millisecond, ReadTimeout: readTimeout})
-	start := time.Now() // the deadline is set during Dial, so after this
-	s, err := c.Dial(testCtx(t), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer close(gone)
-	defer s.Close()
-	_, err = next(t, s)
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("got %v, want a read timeout", err)
-	}
-	if d := time.Since(start); d < readTimeout {
-		t.Errorf("timed out after %v, before ReadTimeout", d)
-	}
 }
 
 func TestReadLimit(t *testing.T) {
-	big := `{"activities":[{"text":"` + strings.Repeat("x", 2048) + `"}]}`
-	url := scriptedServer(t, func(conn *websocket.Conn) {
-		_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"activities":[{"text":"small"}]}`))
-		_ = conn.WriteMessage(websocket.TextMessage, []byte(big))
-		drain(conn)
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		big := `{"activities":[{"text":"` + strings.Repeat("x", 2048) + `"}]}`
+		url := scriptedServer(t, func(conn *websocket.Conn) {
+			_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"activities":[{"text":"small"}]}`))
+			_ = conn.WriteMessage(websocket.TextMessage, []byte(big))
+			drain(conn)
+		})
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{ReadLimit: 1024})
+		s, err := c.Dial(testCtx(t), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read(s)
+		t.Cleanup(func() { _ = s.Close() })
+		if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "small" {
+			t.Fatalf("got %v", got)
+		}
+		_, err = next(t, s)
+		if !errors.Is(err, upstream.ErrMessageTooLarge) {
+			t.Fatalf("got %v, want ErrMessageTooLarge", err)
+		}
 	})
-	c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{ReadLimit: 1024})
-	s, err := c.Dial(testCtx(t), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "small" {
-		t.Fatalf("got %v", got)
-	}
-	_, err = next(t, s)
-	if !errors.Is(err, websocket.ErrReadLimit) {
-		t.Fatalf("got %v, want ErrReadLimit", err)
-	}
 }
 
 // TestKeepaliveTimerIsSetBeforeItFires: with a keepalive shorter than the

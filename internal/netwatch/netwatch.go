@@ -35,15 +35,45 @@ var ErrClosed = errors.New("netwatch: watcher closed")
 // closed its side. It bypasses the runtime's poller (no read lock, no
 // deadline), so it may run while another goroutine waits on c.
 func ReadNow(c syscall.Conn, p []byte) (n int, err error) {
-	rc, err := c.SyscallConn()
+	r, err := NewNowReader(c)
 	if err != nil {
 		return 0, err
 	}
-	var rerr error
-	if cerr := rc.Control(func(fd uintptr) { n, rerr = readFD(fd, p) }); cerr != nil {
-		return 0, cerr
+	return r.Read(p)
+}
+
+// NowReader is ReadNow for a connection read again and again: made once,
+// it reads without allocating.
+type NowReader struct {
+	rc   syscall.RawConn
+	read func(fd uintptr) // bound once: a closure per read would allocate
+	p    []byte
+	n    int
+	err  error
+}
+
+// NewNowReader returns a NowReader of c.
+func NewNowReader(c syscall.Conn) (*NowReader, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
+	r := &NowReader{rc: rc}
+	r.read = r.readFD
+	return r, nil
+}
+
+func (r *NowReader) readFD(fd uintptr) { r.n, r.err = readFD(fd, r.p) }
+
+// Read reads as ReadNow does. One goroutine at a time.
+func (r *NowReader) Read(p []byte) (n int, err error) {
+	r.p = p
+	cerr := r.rc.Control(r.read)
+	n, rerr := r.n, r.err
+	r.p, r.err = nil, nil
 	switch {
+	case cerr != nil:
+		return 0, cerr
 	case rerr == nil && n == 0 && len(p) > 0:
 		return 0, io.EOF
 	case errors.Is(rerr, syscall.EAGAIN), errors.Is(rerr, syscall.EINTR):
