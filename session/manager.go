@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"github.com/dlsse/dlsse/internal/netwatch"
 	"sync"
 	"time"
 
@@ -62,7 +63,8 @@ type Manager struct {
 	// a slow or unreachable Redis never holds a client's request.
 	news     *inbox.Inbox[func()]
 	verifier *verifier
-	senders  senders // who posted as a client, per conversation
+	senders  senders       // who posted as a client, per conversation
+	watchers netwatch.Lazy // tells the sessions' streams they have something (reading.go)
 
 	ctx    context.Context // parent of every session
 	cancel context.CancelFunc
@@ -322,7 +324,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	m.cancel()
 	done := make(chan struct{})
-	go func() { m.wg.Wait(); m.news.Stop(); close(done) }()
+	go func() { m.wg.Wait(); m.news.Stop(); m.watchers.Close(); close(done) }()
 	select {
 	case <-done:
 		return nil

@@ -19,12 +19,11 @@ import (
 // An owner's life on upstream is a chain of goroutines, one at a time,
 // never two (the "run goroutine" the rest of the package speaks of):
 // connect does the deep work (REST calls, the dial) and hands a connected
-// stream to a fresh goroutine that only reads it, and which, when the
-// stream drops, carries on with the reconnect. A session idling on a
-// healthy stream thus holds one goroutine with a small stack: a goroutine
-// keeps the stack its deepest work grew, and Go halves it only when little
-// of it is used. A follower holds none. The chain lasts as long as the
-// tenure (owner.go).
+// stream to the watcher (reading.go), which starts a goroutine whenever
+// the socket has something, for as long as it has; the one that finds
+// the stream dropped carries on with the reconnect. A session on a
+// healthy, quiet stream thus holds no goroutine, owner or follower. The
+// chain lasts as long as the tenure (owner.go).
 func (s *Session) run() {
 	s.m.cfg.Observer.SessionOpened()
 	context.AfterFunc(s.ctx, s.onDone)
@@ -48,7 +47,7 @@ func (s *Session) finish() {
 }
 
 // connect opens the upstream stream, retrying per the verdict and backoff
-// (attempt counts failures so far), then starts readUpstream on it and
+// (attempt counts failures so far), then has it read (attach) and
 // returns. It ends the tenure when it gives up.
 func (s *Session) connect(o *ownership, attempt int) {
 	for {
@@ -79,17 +78,17 @@ func (s *Session) connect(o *ownership, attempt int) {
 		}
 		s.m.cfg.Observer.UpstreamConnected()
 		s.setStatus(Status{State: StateOnline})
-		go s.readUpstream(o, stream, attempt, time.Now())
+		s.attach(o, stream, attempt)
 		return
 	}
 }
 
-// readUpstream reads a connected stream into the log until it drops, then
-// decides: end, give the conversation up, or reconnect (on this goroutine,
-// which then ends).
-func (s *Session) readUpstream(o *ownership, stream *upstream.Stream, attempt int, opened time.Time) {
-	err := s.read(o, stream)
-	_ = stream.Close()
+// streamEnded decides, once stream r dropped with err: end, give the
+// conversation up, or reconnect (on this goroutine, which then ends).
+func (s *Session) streamEnded(r *reading, err error) {
+	o, attempt, opened := r.o, r.attempt, r.opened
+	r.unwatchCtx()
+	_ = r.stream.Close()
 	s.m.cfg.Observer.UpstreamDisconnected()
 	if o.ctx.Err() != nil {
 		s.tenureEnded(o)
@@ -341,52 +340,6 @@ func (s *Session) ensureWatermark(ctx context.Context, o *ownership) error {
 	}
 	s.log.Append(nil, set.Watermark)
 	return nil
-}
-
-// read copies the stream into the log until it fails, or the journal
-// refuses what it read.
-func (s *Session) read(o *ownership, stream *upstream.Stream) error {
-	stop := context.AfterFunc(o.ctx, func() { _ = stream.Close() })
-	defer stop()
-	s.tenure = o
-	for {
-		m, err := stream.ReadMessage()
-		if err != nil {
-			return err
-		}
-		if m.Empty() { // a keepalive: nothing to decode
-			m.Release()
-			continue
-		}
-		// Decoding and ingesting take stack (JSON, encoding, waking
-		// subscribers); done on a goroutine of their own, they leave
-		// this one, which lives as long as the stream, small.
-		s.pending = m
-		go s.ingestPendingFn()
-		if err := <-s.ingested; err != nil {
-			return err
-		}
-	}
-}
-
-// ingestPending decodes and ingests the message read hands over, then
-// gives read the turn back, with the ingest's error. The two never run at
-// once, so the session's state stays owned by one goroutine at a time.
-func (s *Session) ingestPending() {
-	m := s.pending
-	s.pending = upstream.Message{}
-	set, known, err := m.Decode()
-	m.Release()
-	switch {
-	case err != nil:
-		// Decode's only error is a malformed message (FrameError).
-		s.lg().Warn().Msg("malformed upstream stream message skipped")
-		err = nil
-	case known:
-		err = s.ingest(s.tenure, set) // keeps nothing of the set's bytes
-	}
-	set.Release()
-	s.ingested <- err
 }
 
 // backoff is the delay before reconnect attempt n: exponential with full

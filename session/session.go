@@ -32,13 +32,6 @@ type Session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// Between read and ingestPending (run.go): the message handed over,
-	// the turn handed back, and ingestPending bound once (a closure per
-	// message would allocate).
-	pending         upstream.Message
-	ingested        chan error
-	ingestPendingFn func()
-
 	// Fan-out (fanout.go): its state, the pass bound once, the
 	// subscribers the running pass writes and the log's head when it
 	// began; publishers wait on passEnd for the pass to end (passGen).
@@ -65,9 +58,8 @@ type Session struct {
 	baselined  bool // the journal gave the log its starting point
 
 	// Owned by the run goroutine.
-	tenure          *ownership // of the stream being read
-	firstCredential string     // the creator's: what readiness speaks for
-	lastCredential  string     // what the last upstream call used
+	firstCredential string // the creator's: what readiness speaks for
+	lastCredential  string // what the last upstream call used
 	offer           Offer
 	hasOffer        bool
 	fromBeginning   bool     // the log starts at the conversation's beginning
@@ -118,9 +110,7 @@ func newSession(m *Manager, req Request, offer Offer, hasOffer bool) *Session {
 		offer:           offer,
 		hasOffer:        hasOffer,
 		ready:           make(chan struct{}),
-		ingested:        make(chan error),
 	}
-	s.ingestPendingFn = s.ingestPending
 	s.passFn = s.pass
 	s.passEnd.L = &s.passMu
 	// A session starts where Direct Line vouches for: a start answer's
