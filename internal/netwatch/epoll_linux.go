@@ -1,17 +1,26 @@
 package netwatch
 
 import (
+	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // Epoll is the Linux Watcher: one epoll set, edge-triggered, read by one
 // goroutine. A watch costs a map entry, not a goroutine.
+//
+// The set's own descriptor is waited on through the runtime's poller (an
+// epoll set is itself pollable), not in a blocking epoll_wait: a thread
+// blocked in a system call makes sysmon take its P back after 20 µs, and
+// keeps sysmon polling at that rate, which cost a third of dlsse's CPU per
+// widget event.
 type Epoll struct {
 	epfd int
-	wake int // eventfd: Close's signal to the loop
+	set  *os.File // epfd, registered with the runtime's poller
+	wake int      // eventfd: Close's signal to the loop
 
 	mu      sync.Mutex
 	closed  bool
@@ -29,20 +38,31 @@ func NewEpoll() (*Epoll, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	set := os.NewFile(uintptr(epfd), "epoll") // owns epfd from here on
 	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		unix.Close(epfd)
+		set.Close()
 		return nil, err
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN}
 	setID(&ev, wakeID)
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		unix.Close(wake)
-		unix.Close(epfd)
+		set.Close()
 		return nil, err
 	}
-	e := &Epoll{epfd: epfd, wake: wake, watches: make(map[uint64]func()), done: make(chan struct{})}
-	go e.loop()
+	rc, err := set.SyscallConn()
+	if err != nil {
+		unix.Close(wake)
+		set.Close()
+		return nil, err
+	}
+	e := &Epoll{epfd: epfd, set: set, wake: wake, watches: make(map[uint64]func()), done: make(chan struct{})}
+	go e.loop(rc)
 	return e, nil
 }
 
@@ -109,16 +129,25 @@ func (e *Epoll) forget(id uint64) {
 	e.mu.Unlock()
 }
 
-// loop waits in epoll_wait on a thread of its own (a blocking system
-// call) and calls the watches' functions.
-func (e *Epoll) loop() {
+// loop takes the set's events when the runtime's poller says it has
+// some, and calls the watches' functions.
+func (e *Epoll) loop(rc syscall.RawConn) {
 	defer close(e.done)
 	events := make([]unix.EpollEvent, 256)
 	calls := make([]func(), 0, len(events))
+	var n int
+	var err error
+	take := func(fd uintptr) bool { // false: nothing yet, wait
+		for {
+			n, err = epollTake(fd, events)
+			if err != unix.EINTR {
+				return n > 0 || err != nil
+			}
+		}
+	}
 	for {
-		n, err := unix.EpollWait(e.epfd, events, -1)
-		if err == unix.EINTR {
-			continue
+		if rerr := rc.Read(take); rerr != nil {
+			return
 		}
 		if err != nil {
 			return
@@ -157,5 +186,15 @@ func (e *Epoll) Close() error {
 	_, _ = unix.Write(e.wake, one[:])
 	<-e.done
 	unix.Close(e.wake)
-	return unix.Close(e.epfd)
+	return e.set.Close()
+}
+
+// epollTake takes the events ready now, without waiting: a raw system
+// call, as readFD is.
+func epollTake(epfd uintptr, events []unix.EpollEvent) (int, error) {
+	r, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, epfd, uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }
