@@ -47,7 +47,8 @@ type Config struct {
 	// ping. Default DefaultKeepalive.
 	Keepalive time.Duration
 	// ReadTimeout is how long a stream may stay silent (no frame, no pong)
-	// before it is considered dead. Default 3 × Keepalive.
+	// before it is considered dead: a watched stream finds out at its
+	// next keepalive. Default 3 × Keepalive.
 	ReadTimeout time.Duration
 	// ReadLimit is the largest stream message accepted. Default
 	// DefaultReadLimit.
