@@ -107,7 +107,7 @@ func frameAt(b []byte, maxLen int, masked bool) (n int, payload []byte, b0 byte,
 	if control && (length > maxControl || b0&finBit == 0) {
 		return 0, nil, 0, false, protocolError("control frames must be whole and at most 125 bytes")
 	}
-	if length > uint64(maxLen) {
+	if !control && length > uint64(maxLen) {
 		return 0, nil, 0, false, &Closing{Code: CloseMessageTooBig, Reason: "message too big"}
 	}
 	if masked {
