@@ -17,11 +17,12 @@ import (
 // only while needed (a frame arrived in pieces, a message in fragments),
 // so an idle stream keeps no buffer.
 type frames struct {
-	in    []byte  // read, not parsed from off on
-	inBox *[]byte // in's buffer when it came from inBufs
-	off   int
-	msg   *bytes.Buffer // a fragmented message being put together
-	msgOp byte
+	in      []byte  // read, not parsed from off on
+	inBox   *[]byte // in's buffer when it came from inBufs
+	off     int
+	readErr error         // what ended the read that brought the last bytes in
+	msg     *bytes.Buffer // a fragmented message being put together
+	msgOp   byte
 }
 
 // inBufs holds the buffers streams read into, for the moment of a read.
@@ -81,6 +82,9 @@ func (s *Stream) fill(wait bool) (n int, err error) {
 	if s.down.Load() {
 		return 0, s.cause
 	}
+	if s.readErr != nil {
+		return 0, s.readErr
+	}
 	if s.in == nil {
 		s.takeIn(0)
 	}
@@ -108,6 +112,11 @@ func (s *Stream) fill(wait bool) (n int, err error) {
 		n, err = s.now.Read(space)
 	}
 	s.in = s.in[:len(s.in)+n]
+	if n > 0 && err != nil {
+		// Bytes and an error together (TLS returns a close_notify it saw
+		// behind the data): the bytes first, the error at the next read.
+		s.readErr, err = err, nil
+	}
 	return n, err
 }
 

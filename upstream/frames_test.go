@@ -106,6 +106,7 @@ func (o *segments) Send(parts ...[]byte) error {
 	o.batching = false
 	b := o.batch
 	o.batch = nil
+	_ = o.raw.SetWriteDeadline(time.Time{}) // TLS's CloseWrite leaves one passed
 	_, err := o.raw.Write(b)
 	return err
 }
@@ -176,20 +177,22 @@ func TestFramesSentWithTheHandshake(t *testing.T) {
 }
 
 // TestFragmentsPingsAndPieces: a message in fragments with a ping between
-// them (answered with its pong), and a frame written a byte at a time.
+// them (answered with its pong; a control frame does not count against
+// the read limit, which the message reaches exactly), and a frame written
+// a byte at a time.
 func TestFragmentsPingsAndPieces(t *testing.T) {
 	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
 		pong := make(chan string, 1)
 		url := handshakeServer(t, nil, func(out *segments, br *bufio.Reader, answer []byte) {
 			msg := activitySet("frag")
-			b := append(answer, frame(0x01, msg[:10])...)  // text, not final
-			b = append(b, frame(0x89, "are you there")...) // ping
-			b = append(b, frame(0x00, msg[10:20])...)      // continuation
-			b = append(b, frame(0x80, msg[20:])...)        // final continuation
+			b := append(answer, frame(0x01, msg[:10])...)     // text, not final
+			b = append(b, frame(0x00, msg[10:len(msg)-5])...) // continuation
+			b = append(b, frame(0x89, "are you there")...)    // ping, longer than what the limit leaves
+			b = append(b, frame(0x80, msg[len(msg)-5:])...)   // final continuation
 			if out.Send(b) != nil {
 				return
 			}
-			for _, c := range textFrame(activitySet("bytewise")) {
+			for _, c := range textFrame(activitySet("byte")) {
 				if out.Send([]byte{c}) != nil {
 					return
 				}
@@ -204,14 +207,14 @@ func TestFragmentsPingsAndPieces(t *testing.T) {
 				}
 			}
 		})
-		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{})
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{ReadLimit: int64(len(activitySet("frag")))})
 		s, err := c.Dial(testCtx(t), url)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = s.Close() })
 		read(s)
-		for _, want := range []string{"frag", "bytewise"} {
+		for _, want := range []string{"frag", "byte"} {
 			if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != want {
 				t.Fatalf("got %v, want [%s]", got, want)
 			}
@@ -264,6 +267,45 @@ func TestTLSRecordsAheadOfTheReader(t *testing.T) {
 			if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != want {
 				t.Fatalf("got %v, want [%s]", got, want)
 			}
+		}
+	})
+}
+
+// TestTLSCloseThenCloseNotify: Direct Line closing with a close frame and
+// TLS's close_notify in one segment. Over TLS 1.2, crypto/tls hands the
+// frame over together with io.EOF (it looks ahead for the alert): the
+// frame must still count, so a collision is seen as one.
+func TestTLSCloseThenCloseNotify(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	cfg := srv.TLS.Clone()
+	cfg.MaxVersion = tls.VersionTLS12
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		url := handshakeServer(t, cfg, func(out *segments, br *bufio.Reader, answer []byte) {
+			if out.Send(answer, textFrame(activitySet("1"))) != nil {
+				return
+			}
+			out.batching = true
+			_, _ = out.conn.Write(frame(0x88, "\x03\xf0collision")) // 1008
+			_ = out.conn.(*tls.Conn).CloseWrite()
+			_ = out.Send()
+			_, _ = io.Copy(io.Discard, br)
+		})
+		c, err := upstream.New(upstream.Config{BaseURL: srv.URL, Transport: srv.Client().Transport})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.Dial(testCtx(t), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		read(s)
+		if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "1" {
+			t.Fatalf("got %v", got)
+		}
+		if _, err := next(t, s); !upstream.IsCollision(err) {
+			t.Fatalf("got %v, want the collision close", err)
 		}
 	})
 }
