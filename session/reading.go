@@ -41,9 +41,10 @@ func (s *Session) attach(o *ownership, stream *upstream.Stream, attempt int) {
 	if err == nil {
 		err = stream.Watch(w, r.readable)
 	}
-	if err != nil {
+	if err != nil && r.state.CompareAndSwap(readIdle, readDone) {
 		// Unwatched, the stream cannot be read: a drop like any other.
-		r.state.Store(readDone)
+		// (If the watcher called before Watch failed, the reader it
+		// started finds the stream closed and decides itself.)
 		go s.streamEnded(r, err)
 	}
 }
