@@ -4,6 +4,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,6 +25,7 @@ type Epoll struct {
 
 	mu      sync.Mutex
 	closed  bool
+	broken  bool // the loop ended by itself: nothing would be told
 	next    uint64
 	watches map[uint64]func()
 	done    chan struct{}
@@ -56,6 +58,11 @@ func NewEpoll() (*Epoll, error) {
 		return nil, err
 	}
 	rc, err := set.SyscallConn()
+	if err == nil {
+		// os.NewFile falls back to blocking reads, silently, when the
+		// runtime's poller refuses a descriptor; deadlines tell.
+		err = set.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		unix.Close(wake)
 		set.Close()
@@ -85,7 +92,7 @@ func (e *Epoll) Watch(c syscall.Conn, readable func()) (func(), error) {
 		return nil, err
 	}
 	e.mu.Lock()
-	if e.closed {
+	if e.closed || e.broken {
 		e.mu.Unlock()
 		return nil, ErrClosed
 	}
@@ -133,6 +140,11 @@ func (e *Epoll) forget(id uint64) {
 // some, and calls the watches' functions.
 func (e *Epoll) loop(rc syscall.RawConn) {
 	defer close(e.done)
+	defer func() {
+		e.mu.Lock()
+		e.broken = !e.closed
+		e.mu.Unlock()
+	}()
 	events := make([]unix.EpollEvent, 256)
 	calls := make([]func(), 0, len(events))
 	var n int
