@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dlsse/dlsse/internal/netwatch"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/dlsse/dlsse/internal/defaults"
+	"github.com/dlsse/dlsse/internal/netwatch"
 	"github.com/dlsse/dlsse/internal/wsframe"
 	"github.com/dlsse/dlsse/session"
 	"github.com/dlsse/dlsse/sse"

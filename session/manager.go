@@ -3,11 +3,11 @@ package session
 import (
 	"context"
 	"errors"
-	"github.com/dlsse/dlsse/internal/netwatch"
 	"sync"
 	"time"
 
 	"github.com/dlsse/dlsse/internal/inbox"
+	"github.com/dlsse/dlsse/internal/netwatch"
 	"github.com/dlsse/dlsse/upstream"
 )
 

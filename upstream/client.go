@@ -1,8 +1,8 @@
 // Package upstream is a Direct Line 3.0 client: REST calls and the
 // activity stream WebSocket, all behind one circuit breaker.
 //
-// It imports no package of this project, so it can be tested and reused on
-// its own. Errors are typed: *APIError for an answer Direct Line gave,
+// Of this project it imports only small internal packages (WebSocket
+// frames, the descriptor watcher, defaults). Errors are typed: *APIError for an answer Direct Line gave,
 // ErrUnavailable when the breaker refused the call, anything else for
 // transport failures.
 package upstream
@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dlsse/dlsse/internal/defaults"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +22,8 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/dlsse/dlsse/internal/defaults"
 )
 
 // DefaultBaseURL is the public Direct Line service.

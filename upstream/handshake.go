@@ -73,16 +73,15 @@ func (c *Client) dialStream(ctx context.Context, u string) (handshaken, *http.Re
 		rec = &recorder{Conn: tc}
 		return rec, nil
 	}
-	ws, resp, err := d.DialContext(ctx, u, nil)
+	// The library's Conn, with its buffers, is dropped: only the
+	// connection under it is kept.
+	_, resp, err := d.DialContext(ctx, u, nil)
 	if stop != nil {
 		stop()
 	}
 	if err != nil {
 		return handshaken{}, resp, err
 	}
-	// The library's Conn, with its buffers, is dropped: only the
-	// connection under it is kept.
-	_ = ws
 	hs.conn = rec.Conn
 	hs.rest = afterHead(rec.seen)
 	return hs, resp, nil
