@@ -48,8 +48,7 @@ func (s *Stream) ReadMessage() (Message, error) {
 			return m, err
 		}
 		if s.readTimeout > 0 {
-			silent := time.Since(epoch) - time.Duration(s.lastRead.Load())
-			_ = s.conn.SetReadDeadline(time.Now().Add(s.readTimeout - silent))
+			_ = s.conn.SetReadDeadline(time.Now().Add(s.readTimeout - s.silentFor()))
 		}
 		if _, err := s.fill(true); err != nil {
 			return Message{}, s.readError(err)

@@ -162,12 +162,7 @@ func TestFramesSentWithTheHandshake(t *testing.T) {
 			_, _ = io.Copy(io.Discard, br) // until the client goes
 		})
 		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{})
-		s, err := c.Dial(testCtx(t), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		read(s)
+		s := dialRead(t, c, url, read)
 		for _, want := range []string{"1", "2"} {
 			if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != want {
 				t.Fatalf("got %v, want [%s]", got, want)
@@ -208,12 +203,7 @@ func TestFragmentsPingsAndPieces(t *testing.T) {
 			}
 		})
 		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{ReadLimit: int64(len(activitySet("frag")))})
-		s, err := c.Dial(testCtx(t), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		read(s)
+		s := dialRead(t, c, url, read)
 		for _, want := range []string{"frag", "byte"} {
 			if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != want {
 				t.Fatalf("got %v, want [%s]", got, want)
@@ -250,16 +240,8 @@ func TestTLSRecordsAheadOfTheReader(t *testing.T) {
 		var once sync.Once
 		release := func() { once.Do(func() { close(more) }) }
 		t.Cleanup(release) // a failed test must not leave the server waiting
-		c, err := upstream.New(upstream.Config{BaseURL: srv.URL, Transport: srv.Client().Transport})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := c.Dial(testCtx(t), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		read(s)
+		c := tlsClient(t, srv)
+		s := dialRead(t, c, url, read)
 		for i, want := range []string{"1", "2", "3", "4", "5", "6", "7"} {
 			if i == 2 {
 				release()
@@ -291,16 +273,8 @@ func TestTLSCloseThenCloseNotify(t *testing.T) {
 			_ = out.Send()
 			_, _ = io.Copy(io.Discard, br)
 		})
-		c, err := upstream.New(upstream.Config{BaseURL: srv.URL, Transport: srv.Client().Transport})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := c.Dial(testCtx(t), url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		read(s)
+		c := tlsClient(t, srv)
+		s := dialRead(t, c, url, read)
 		if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "1" {
 			t.Fatalf("got %v", got)
 		}
@@ -308,4 +282,27 @@ func TestTLSCloseThenCloseNotify(t *testing.T) {
 			t.Fatalf("got %v, want the collision close", err)
 		}
 	})
+}
+
+// dialRead dials url with c and has the stream read in the mode read sets.
+func dialRead(t *testing.T, c *upstream.Client, url string, read func(*upstream.Stream)) *upstream.Stream {
+	t.Helper()
+	s, err := c.Dial(testCtx(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	read(s)
+	return s
+}
+
+// tlsClient is a client that trusts srv's certificate (for its streams
+// too: they trust what the REST transport trusts).
+func tlsClient(t *testing.T, srv *httptest.Server) *upstream.Client {
+	t.Helper()
+	c, err := upstream.New(upstream.Config{BaseURL: srv.URL, Transport: srv.Client().Transport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
