@@ -101,6 +101,7 @@ type Client struct {
 	cfg     Config
 	http    *http.Client
 	dialer  *websocket.Dialer
+	proxy   func(*http.Request) (*url.URL, error) // the REST transport's, for streams too (proxy.go)
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
 	state   breakerState
 
@@ -165,9 +166,11 @@ func New(cfg Config) (*Client, error) {
 			WriteBufferPool: handshakeWriteBuffers,
 		},
 	}
-	if t, ok := transport.(*http.Transport); ok && t.TLSClientConfig != nil {
-		// Streams trust what the REST calls trust.
+	if t, ok := transport.(*http.Transport); ok {
+		// Streams trust what the REST calls trust, and take the same
+		// proxy (HTTPS_PROXY and its kin, with the default transport).
 		c.dialer.TLSClientConfig = t.TLSClientConfig
+		c.proxy = t.Proxy
 	}
 	c.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](c.breakerSettings(cfg.Breaker))
 	return c, nil

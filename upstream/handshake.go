@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"syscall"
 	"time"
 
@@ -28,12 +29,20 @@ type handshaken struct {
 // during the handshake ends it at once: the dialer itself watches ctx only
 // until the TCP connection is up, so a session stopped mid-handshake would
 // wait for the handshake timeout.
-func (c *Client) dialStream(ctx context.Context, u string) (handshaken, *http.Response, error) {
+func (c *Client) dialStream(ctx context.Context, u *url.URL) (handshaken, *http.Response, error) {
+	proxy, err := c.streamProxy(u)
+	if err != nil {
+		return handshaken{}, nil, err
+	}
 	var hs handshaken
 	var rec *recorder
 	var stop func() bool
 	dialTCP := func(dctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := c.dialer.NetDialContext(dctx, network, addr)
+		to := addr
+		if proxy != nil {
+			to = proxyAddr(proxy)
+		}
+		conn, err := c.dialer.NetDialContext(dctx, network, to)
 		if err != nil {
 			return nil, err
 		}
@@ -48,6 +57,12 @@ func (c *Client) dialStream(ctx context.Context, u string) (handshaken, *http.Re
 		}
 		hs.sock = sc
 		stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		if proxy != nil {
+			if err := tunnel(dctx, conn, proxy, addr); err != nil {
+				conn.Close()
+				return nil, err
+			}
+		}
 		return conn, nil
 	}
 	d := *c.dialer
@@ -75,7 +90,7 @@ func (c *Client) dialStream(ctx context.Context, u string) (handshaken, *http.Re
 	}
 	// The library's Conn, with its buffers, is dropped: only the
 	// connection under it is kept.
-	_, resp, err := d.DialContext(ctx, u, nil)
+	_, resp, err := d.DialContext(ctx, u.String(), nil)
 	if stop != nil {
 		stop()
 	}

@@ -100,7 +100,7 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		return nil, err
 	}
 	start := time.Now()
-	hs, resp, err := c.dialStream(ctx, u.String())
+	hs, resp, err := c.dialStream(ctx, u)
 	if err != nil {
 		if ctx.Err() == context.Canceled {
 			done(context.Canceled)
@@ -148,6 +148,10 @@ func dialError(err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) {
 		return oe
+	}
+	var pe *proxyError
+	if errors.As(err, &pe) {
+		return pe
 	}
 	if errno, ok := localResourceErrno(err); ok {
 		// Kept so the caller can tell "out of descriptors here" from
