@@ -160,7 +160,7 @@ func (s *Stream) parse() (Message, bool, error) {
 			return Message{}, false, nil
 		}
 		s.off += n
-		s.heard()
+		s.heard(f.Op)
 		if m, ok, err := s.frame(f); ok || err != nil {
 			if s.off == len(s.in) {
 				s.releaseIn()
@@ -191,6 +191,7 @@ func (s *Stream) frame(f wsframe.Frame) (m Message, ok bool, err error) {
 		return Message{}, false, nil // heard: that was the point
 	case wsframe.OpClose:
 		code, reason := wsframe.CloseFrom(f.Payload)
+		s.answerClose(code)
 		return Message{}, false, &ClosedError{Code: code, Reason: reason}
 	case wsframe.OpText, wsframe.OpBinary:
 		if s.msg != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -305,4 +306,42 @@ func tlsClient(t *testing.T, srv *httptest.Server) *upstream.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestCloseAnswered: Direct Line's close frame is answered with one of the
+// same code at once (RFC 6455 §5.5.1), not when the stream is closed:
+// until then Direct Line would hold the connection, waiting.
+func TestCloseAnswered(t *testing.T) {
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		answer := make(chan []byte, 1)
+		url := handshakeServer(t, nil, func(out *segments, br *bufio.Reader, head []byte) {
+			if out.Send(head, frame(0x88, "\x0f\xa1bye")) != nil { // 4001
+				return
+			}
+			for {
+				op, payload, err := readClientFrame(br)
+				if err != nil {
+					return
+				}
+				if op == 0x8 {
+					answer <- payload
+					return
+				}
+			}
+		})
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{})
+		s := dialRead(t, c, url, read)
+		var ce *upstream.ClosedError
+		if _, err := next(t, s); !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "bye" {
+			t.Fatalf("got %v, want ClosedError 4001 bye", err)
+		}
+		select {
+		case p := <-answer:
+			if len(p) < 2 || int(p[0])<<8|int(p[1]) != 4001 {
+				t.Errorf("answered with %q, want code 4001", p)
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("the close frame was not answered")
+		}
+	})
 }

@@ -63,10 +63,12 @@ type Stream struct {
 
 	frames                // the reader's state (frames.go)
 	lastRead atomic.Int64 // since epoch, when a frame last came: liveness
+	lastSaid atomic.Int64 // since epoch, when a data frame last came (a message, a keepalive)
 	down     atomic.Bool  // closed: the reader returns cause
 
 	mu       sync.Mutex // serialises writes (keepalives, pongs, close) and guards what follows
 	closed   bool
+	saidBye  bool // a close frame went out
 	cause    error
 	unwatch  func()
 	readable func()
@@ -127,7 +129,7 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive, readLimit: c.cfg.ReadLimit,
 		keepalives: c.keepalives,
 	}
-	s.heard()
+	s.lastRead.Store(int64(time.Since(epoch)))
 	if len(hs.rest) > 0 {
 		s.takeIn(len(hs.rest))
 		s.in = append(s.in, hs.rest...)
@@ -166,25 +168,36 @@ var (
 	errDialFailed  = errors.New("connection failed")
 )
 
-// heard notes that a frame came: the line works.
-func (s *Stream) heard() { s.lastRead.Store(int64(time.Since(epoch))) }
+// heard notes that a frame (of opcode op) came: the line works.
+func (s *Stream) heard(op byte) {
+	now := int64(time.Since(epoch))
+	s.lastRead.Store(now)
+	if op < wsframe.OpClose {
+		s.lastSaid.Store(now)
+	}
+}
 
 // silentFor is how long the stream has been silent.
 func (s *Stream) silentFor() time.Duration {
 	return time.Since(epoch) - time.Duration(s.lastRead.Load())
 }
 
-// sendKeepalive sends what the official client sends (an empty message)
-// plus a ping, whose pong proves the line works even when the service sends
-// nothing; both in one write. A watched stream silent past ReadTimeout is
-// closed instead: nobody waits in a read with a deadline to notice it.
+// sendKeepalive sends what the official client sends (an empty message),
+// and a ping when Direct Line said nothing since the last keepalive: its
+// pong proves the line works. (Direct Line's own keepalives prove it as
+// well, and a pong is one more wake-up per socket.) One write. A watched
+// stream silent past ReadTimeout is closed instead: nobody waits in a read
+// with a deadline to notice it.
 func (s *Stream) sendKeepalive() {
 	if s.watched() && s.readTimeout > 0 && s.silentFor() > s.readTimeout {
 		s.fail(errSilent)
 		return
 	}
 	var b [2 * (2 + 4)]byte
-	frames := wsframe.AppendMasked(b[:0], wsframe.OpPing, nil, rand.Uint32())
+	frames := b[:0]
+	if time.Since(epoch)-time.Duration(s.lastSaid.Load()) >= s.keepalive {
+		frames = wsframe.AppendMasked(frames, wsframe.OpPing, nil, rand.Uint32())
+	}
 	frames = wsframe.AppendMasked(frames, wsframe.OpText, nil, rand.Uint32())
 	_ = s.write(frames, s.keepalive)
 }
@@ -328,9 +341,7 @@ func (s *Stream) fail(cause error) error {
 	s.closed, s.cause = true, cause
 	s.down.Store(true)
 	s.keepalives.leave(s)
-	var b [2 + 4 + 2]byte
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = s.conn.Write(wsframe.AppendMasked(b[:0], wsframe.OpClose, closeNormal, rand.Uint32()))
+	s.sayBye(wsframe.CloseNormal)
 	unwatch, readable := s.unwatch, s.readable
 	s.mu.Unlock()
 	err := s.conn.Close()
@@ -341,5 +352,27 @@ func (s *Stream) fail(cause error) error {
 	return err
 }
 
-// closeNormal is a close frame's payload: 1000, no reason.
-var closeNormal = []byte{0x03, 0xE8}
+// answerClose answers Direct Line's close frame with one of the same code
+// (RFC 6455 §5.5.1), so that it closes the connection at once instead of
+// waiting for the answer.
+func (s *Stream) answerClose(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		if !wsframe.ValidCloseCode(code) { // 1005 (none), or one never sent
+			code = wsframe.CloseNormal
+		}
+		s.sayBye(code)
+	}
+}
+
+// sayBye writes a close frame with code, once. Under s.mu.
+func (s *Stream) sayBye(code int) {
+	if s.saidBye {
+		return
+	}
+	s.saidBye = true
+	var b [2 + 4 + 2]byte
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = s.conn.Write(wsframe.AppendMasked(b[:0], wsframe.OpClose, []byte{byte(code >> 8), byte(code)}, rand.Uint32()))
+}

@@ -768,3 +768,59 @@ func TestDialCancelled(t *testing.T) {
 		t.Fatal("a cancelled Dial did not return")
 	}
 }
+
+// TestNoPingWhileDirectLineTalks: while Direct Line sends frames of its own
+// (its keepalives, activities), they prove the line works, and the
+// keepalive carries no ping: a pong would be one more wake-up per socket.
+// The empty message the official client sends still goes every time.
+func TestNoPingWhileDirectLineTalks(t *testing.T) {
+	type counts struct{ pings, empties int }
+	got := make(chan counts, 1)
+	url := scriptedServer(t, func(conn *websocket.Conn) {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() { // Direct Line's keepalives, more often than the client's
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if conn.WriteMessage(websocket.TextMessage, nil) != nil {
+						return
+					}
+				}
+			}
+		}()
+		var c counts
+		conn.SetPingHandler(func(string) error { c.pings++; return nil })
+		_ = conn.SetReadDeadline(time.Now().Add(testTimeout))
+		for {
+			typ, msg, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			if typ == websocket.TextMessage && len(msg) == 0 {
+				if c.empties++; c.empties == 20 {
+					got <- c
+				}
+			}
+		}
+	})
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{Keepalive: 20 * time.Millisecond})
+		s := dialRead(t, c, url, read)
+		go func() { _, _ = readerOf(s)() }() // reads until the stream closes
+		select {
+		case n := <-got:
+			// The first keepalive may ping (nothing heard yet), and a
+			// stalled test server may miss a tick now and then.
+			if n.pings > n.empties/4 {
+				t.Errorf("%d pings with %d keepalives, while Direct Line kept talking", n.pings, n.empties)
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("the client sent no keepalives")
+		}
+	})
+}

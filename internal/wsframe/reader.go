@@ -220,7 +220,7 @@ func closeFrom(payload []byte) *Closing {
 		return protocolError("close frame with a one-byte payload")
 	}
 	code := int(binary.BigEndian.Uint16(payload))
-	if !validCloseCode(code) {
+	if !ValidCloseCode(code) {
 		return protocolError("invalid close code")
 	}
 	if !utf8.Valid(payload[2:]) {
@@ -229,8 +229,8 @@ func closeFrom(payload []byte) *Closing {
 	return &Closing{Code: code, ByClient: true, Reason: string(payload[2:])}
 }
 
-// validCloseCode reports whether a peer may send code (RFC 6455 §7.4).
-func validCloseCode(code int) bool {
+// ValidCloseCode reports whether a peer may send code (RFC 6455 §7.4).
+func ValidCloseCode(code int) bool {
 	switch {
 	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
 		return true
