@@ -44,8 +44,9 @@ type Config struct {
 	// DialTimeout bounds the TCP connect plus TLS and WebSocket handshake.
 	// Default DefaultDialTimeout.
 	DialTimeout time.Duration
-	// Keepalive is how often an open stream sends an empty message and a
-	// ping. Default DefaultKeepalive.
+	// Keepalive is how often an open stream sends an empty message (and a
+	// ping, when Direct Line said nothing since the last). Default
+	// DefaultKeepalive.
 	Keepalive time.Duration
 	// ReadTimeout is how long a stream may stay silent (no frame, no pong)
 	// before it is considered dead: a watched stream finds out at its
