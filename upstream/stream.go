@@ -202,12 +202,16 @@ func (s *Stream) sendKeepalive() {
 	_ = s.write(frames, s.keepalive)
 }
 
-// write writes frames (whole) within timeout, unless the stream is closed.
+// write writes frames (whole) within timeout, unless the stream is closed
+// or said goodbye (nothing may follow a close frame).
 func (s *Stream) write(frames []byte, timeout time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return s.cause
+	}
+	if s.saidBye {
+		return ErrStreamClosed
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := s.conn.Write(frames)
