@@ -7,7 +7,33 @@ import (
 
 	"github.com/dlsse/dlsse/internal/squidtest"
 	"github.com/dlsse/dlsse/upstream"
+	"github.com/dlsse/dlsse/upstream/directlinetest"
 )
+
+// proxied is a conversation on a fake Direct Line, reached through squid.
+type proxied struct {
+	fake      *directlinetest.Server
+	c         *upstream.Client
+	conv, tok string
+	streamURL string // from a reconnect, itself through squid
+}
+
+func newProxied(t *testing.T, squid *squidtest.Proxy) proxied {
+	t.Helper()
+	p := proxied{fake: newFake(t)}
+	var err error
+	p.c, err = upstream.New(upstream.Config{BaseURL: p.fake.URL, Transport: &http.Transport{Proxy: http.ProxyURL(squid.URL)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.conv, p.tok = p.fake.NewConversation()
+	info, err := p.c.Reconnect(testCtx(t), p.tok, p.conv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.streamURL = info.StreamURL
+	return p
+}
 
 // TestStreamThroughProxy: a gateway that reaches Direct Line through an
 // egress proxy (squid) streams through it too, in a CONNECT tunnel, and the
@@ -15,18 +41,9 @@ import (
 func TestStreamThroughProxy(t *testing.T) {
 	squid := squidtest.Start(t, squidtest.Options{})
 	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
-		fake := newFake(t)
-		c, err := upstream.New(upstream.Config{BaseURL: fake.URL, Transport: &http.Transport{Proxy: http.ProxyURL(squid.URL)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		conv, tok := fake.NewConversation()
-		info, err := c.Reconnect(testCtx(t), tok, conv, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := dialRead(t, c, info.StreamURL, read)
-		if err := fake.Push(conv, "through the proxy"); err != nil {
+		p := newProxied(t, squid)
+		s := dialRead(t, p.c, p.streamURL, read)
+		if err := p.fake.Push(p.conv, "through the proxy"); err != nil {
 			t.Fatal(err)
 		}
 		if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "through the proxy" {
@@ -34,7 +51,7 @@ func TestStreamThroughProxy(t *testing.T) {
 		}
 		// squid logs a tunnel once it closes.
 		_ = s.Close()
-		tunnel := "CONNECT " + strings.TrimPrefix(fake.URL, "http://")
+		tunnel := "CONNECT " + strings.TrimPrefix(p.fake.URL, "http://")
 		eventually(t, "squid to log the tunnel", func() bool { return strings.Contains(squid.AccessLog(), tunnel) })
 	})
 }
@@ -43,22 +60,12 @@ func TestStreamThroughProxy(t *testing.T) {
 // dial at once, saying so, without quoting the stream URL (it holds a
 // token).
 func TestStreamProxyRefusesTunnel(t *testing.T) {
-	squid := squidtest.Start(t, squidtest.Options{DenyConnect: true})
-	fake := newFake(t)
-	c, err := upstream.New(upstream.Config{BaseURL: fake.URL, Transport: &http.Transport{Proxy: http.ProxyURL(squid.URL)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv, tok := fake.NewConversation()
-	info, err := c.Reconnect(testCtx(t), tok, conv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.Dial(testCtx(t), info.StreamURL)
+	p := newProxied(t, squidtest.Start(t, squidtest.Options{DenyConnect: true}))
+	_, err := p.c.Dial(testCtx(t), p.streamURL)
 	if err == nil || !strings.Contains(err.Error(), "proxy refused the tunnel (403") {
 		t.Fatalf("got %v, want the proxy's refusal", err)
 	}
-	if strings.Contains(err.Error(), tok) || strings.Contains(err.Error(), "t=") {
+	if strings.Contains(err.Error(), p.tok) || strings.Contains(err.Error(), "t=") {
 		t.Errorf("the error quotes the stream URL: %v", err)
 	}
 }
