@@ -162,12 +162,20 @@ func statusVerdict(op string, status int) error {
 func isSuccessful(err error) bool { return err == nil }
 
 // isExcluded keeps out of the counts what says nothing about the service:
-// the client's own cancellation, a client's request body failing or its
-// request being unsendable, and this
-// host running out of descriptors or memory. Were those counted, a burst
-// of EMFILE under load would open the breaker and stall every session for
-// the breaker's open time while Direct Line is fine.
+// what notTheService names, and a proxy on the way failing (the REST calls
+// may not go through it, or may be fine through it).
 func isExcluded(err error) bool {
+	var pe *proxyError
+	return notTheService(err) || errors.As(err, &pe)
+}
+
+// notTheService is what is nobody's failure but this side's: the client's
+// own cancellation, a client's request body failing or its request being
+// unsendable, and this host running out of descriptors or memory. Were
+// those counted, a burst of EMFILE under load would open the breaker and
+// stall every session for the breaker's open time while Direct Line is
+// fine.
+func notTheService(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, ErrRequestBody) ||
 		errors.Is(err, ErrInvalidRequest) || IsLocalResourceError(err)
 }

@@ -69,7 +69,9 @@ type Config struct {
 	// share connections and the cap is rarely reached. Default
 	// DefaultMaxConnsPerHost; negative: no cap. Ignored with Transport.
 	MaxConnsPerHost int
-	// Transport overrides the HTTP transport (tests).
+	// Transport overrides the HTTP transport (tests). An *http.Transport's
+	// Proxy and TLSClientConfig apply to streams too; another
+	// RoundTripper's cannot be seen, and streams then go straight.
 	Transport http.RoundTripper
 }
 

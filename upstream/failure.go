@@ -32,13 +32,13 @@ func (f *Failure) Error() string { return f.Cause }
 // syscall.Errno, a *net.DNSError, a TLS error).
 func (f *Failure) Unwrap() error { return f.err }
 
-// noteFailure tells Hooks.Failure about a call to addr that Direct Line
-// failed: no answer, or one the breaker counts as a failure. What is not
-// Direct Line's doing (the caller cancelled, its body failed, this host
-// ran out of descriptors) is not reported here.
+// noteFailure tells Hooks.Failure about a call to addr that failed: no
+// answer, or one the breaker counts as a failure, or a proxy on the way
+// refusing. What is this side's own doing (the caller cancelled, its body
+// failed, this host ran out of descriptors) is not reported here.
 func (c *Client) noteFailure(op, addr string, err error) {
 	h := c.cfg.Hooks.Failure
-	if h == nil || isExcluded(err) {
+	if h == nil || notTheService(err) {
 		return
 	}
 	h(op, addr, failureOf(err))

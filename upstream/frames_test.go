@@ -310,10 +310,12 @@ func tlsClient(t *testing.T, srv *httptest.Server) *upstream.Client {
 
 // TestCloseAnswered: Direct Line's close frame is answered with one of the
 // same code at once (RFC 6455 §5.5.1), not when the stream is closed:
-// until then Direct Line would hold the connection, waiting.
+// until then Direct Line would hold the connection, waiting. Nothing
+// follows the answer, though keepalives fall due meanwhile.
 func TestCloseAnswered(t *testing.T) {
 	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
 		answer := make(chan []byte, 1)
+		after := make(chan string, 1)
 		url := handshakeServer(t, nil, func(out *segments, br *bufio.Reader, head []byte) {
 			if out.Send(head, frame(0x88, "\x0f\xa1bye")) != nil { // 4001
 				return
@@ -325,11 +327,18 @@ func TestCloseAnswered(t *testing.T) {
 				}
 				if op == 0x8 {
 					answer <- payload
-					return
+					break
 				}
 			}
+			// Ten keepalives' time: nothing may come.
+			_ = out.raw.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			if op, _, err := readClientFrame(br); err == nil {
+				after <- fmt.Sprintf("a frame of opcode %d", op)
+			} else {
+				after <- ""
+			}
 		})
-		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{})
+		c, _ := newClient(t, "http://127.0.0.1:1", upstream.Config{Keepalive: 10 * time.Millisecond})
 		s := dialRead(t, c, url, read)
 		var ce *upstream.ClosedError
 		if _, err := next(t, s); !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "bye" {
@@ -342,6 +351,9 @@ func TestCloseAnswered(t *testing.T) {
 			}
 		case <-time.After(testTimeout):
 			t.Fatal("the close frame was not answered")
+		}
+		if got := <-after; got != "" {
+			t.Errorf("%s after the close frame", got)
 		}
 	})
 }

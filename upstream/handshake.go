@@ -56,9 +56,14 @@ func (c *Client) dialStream(ctx context.Context, u *url.URL) (handshaken, *http.
 			return nil, err
 		}
 		hs.sock = sc
+		if d, ok := dctx.Deadline(); ok && proxy != nil {
+			// The tunnel's deadline; set before the watch below, whose
+			// passed one it must not replace.
+			_ = conn.SetDeadline(d)
+		}
 		stop = context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 		if proxy != nil {
-			if err := tunnel(dctx, conn, proxy, addr); err != nil {
+			if err := tunnel(conn, proxy, addr); err != nil {
 				conn.Close()
 				return nil, err
 			}

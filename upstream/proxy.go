@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -39,12 +38,8 @@ func (c *Client) streamProxy(u *url.URL) (*url.URL, error) {
 }
 
 // tunnel asks the HTTP proxy at the other end of conn for a tunnel to addr
-// (CONNECT), within dctx's deadline, which the dialer then sets again for
-// the handshake.
-func tunnel(dctx context.Context, conn net.Conn, proxy *url.URL, addr string) error {
-	if d, ok := dctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
+// (CONNECT), under the deadline conn already has.
+func tunnel(conn net.Conn, proxy *url.URL, addr string) error {
 	req := "CONNECT " + addr + " HTTP/1.1\r\nHost: " + addr + "\r\n"
 	if u := proxy.User; u != nil {
 		pass, _ := u.Password()

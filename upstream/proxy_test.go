@@ -1,9 +1,13 @@
 package upstream_test
 
 import (
+	"bufio"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dlsse/dlsse/internal/squidtest"
 	"github.com/dlsse/dlsse/upstream"
@@ -22,7 +26,11 @@ func newProxied(t *testing.T, squid *squidtest.Proxy) proxied {
 	t.Helper()
 	p := proxied{fake: newFake(t)}
 	var err error
-	p.c, err = upstream.New(upstream.Config{BaseURL: p.fake.URL, Transport: &http.Transport{Proxy: http.ProxyURL(squid.URL)}})
+	p.c, err = upstream.New(upstream.Config{
+		BaseURL:   p.fake.URL,
+		Transport: &http.Transport{Proxy: http.ProxyURL(squid.URL)},
+		Breaker:   trip3(time.Minute),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,14 +66,48 @@ func TestStreamThroughProxy(t *testing.T) {
 
 // TestStreamProxyRefusesTunnel: a proxy that refuses the tunnel fails the
 // dial at once, saying so, without quoting the stream URL (it holds a
-// token).
+// token); and however often, it does not open the breaker, which would
+// refuse the REST calls too (they go through the proxy without a tunnel).
 func TestStreamProxyRefusesTunnel(t *testing.T) {
 	p := newProxied(t, squidtest.Start(t, squidtest.Options{DenyConnect: true}))
-	_, err := p.c.Dial(testCtx(t), p.streamURL)
-	if err == nil || !strings.Contains(err.Error(), "proxy refused the tunnel (403") {
-		t.Fatalf("got %v, want the proxy's refusal", err)
+	for range 5 { // trip3 opens at 3
+		_, err := p.c.Dial(testCtx(t), p.streamURL)
+		if err == nil || !strings.Contains(err.Error(), "proxy refused the tunnel (403") {
+			t.Fatalf("got %v, want the proxy's refusal", err)
+		}
+		if strings.Contains(err.Error(), p.tok) || strings.Contains(err.Error(), "t=") {
+			t.Errorf("the error quotes the stream URL: %v", err)
+		}
 	}
-	if strings.Contains(err.Error(), p.tok) || strings.Contains(err.Error(), "t=") {
-		t.Errorf("the error quotes the stream URL: %v", err)
+	if _, err := p.c.Reconnect(testCtx(t), p.tok, p.conv, ""); err != nil {
+		t.Fatalf("a REST call after the refusals: %v", err)
 	}
+}
+
+// TestStreamThroughProxyOverTLS: Direct Line's streams are wss: TLS
+// inside the tunnel, read on readiness as without a proxy.
+func TestStreamThroughProxyOverTLS(t *testing.T) {
+	squid := squidtest.Start(t, squidtest.Options{})
+	srv := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate and a client trusting it
+	defer srv.Close()
+	eachReadMode(t, func(t *testing.T, read func(*upstream.Stream)) {
+		url := handshakeServer(t, srv.TLS, func(out *segments, br *bufio.Reader, answer []byte) {
+			if out.Send(answer, textFrame(activitySet("tunnelled"))) != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, br)
+		})
+		tr := &http.Transport{Proxy: http.ProxyURL(squid.URL), TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+		c, err := upstream.New(upstream.Config{BaseURL: srv.URL, Transport: tr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := dialRead(t, c, url, read)
+		if got := texts(t, mustNext(t, s)); len(got) != 1 || got[0] != "tunnelled" {
+			t.Fatalf("got %v", got)
+		}
+		_ = s.Close()
+		tunnel := "CONNECT " + strings.TrimPrefix(strings.TrimSuffix(url, "/stream?t=tok"), "wss://")
+		eventually(t, "squid to log the tunnel", func() bool { return strings.Contains(squid.AccessLog(), tunnel) })
+	})
 }

@@ -118,7 +118,11 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		done(err)
 		c.observe("dial", statusTransport, time.Since(start))
 		c.noteLocalError("dial", err)
-		c.noteFailure("dial", hostPort(u), err)
+		where := hostPort(u)
+		if p, _ := c.streamProxy(u); p != nil {
+			where += " via proxy " + proxyAddr(p)
+		}
+		c.noteFailure("dial", where, err)
 		// err may quote the URL, which holds a token: never wrap it.
 		return nil, fmt.Errorf("upstream: dial stream: %w", dialError(err))
 	}
@@ -129,7 +133,9 @@ func (c *Client) Dial(ctx context.Context, streamURL string) (*Stream, error) {
 		readTimeout: c.cfg.ReadTimeout, keepalive: c.cfg.Keepalive, readLimit: c.cfg.ReadLimit,
 		keepalives: c.keepalives,
 	}
-	s.lastRead.Store(int64(time.Since(epoch)))
+	now := time.Since(epoch)
+	s.lastRead.Store(int64(now))
+	s.lastSaid.Store(int64(now - s.keepalive)) // the first keepalive pings
 	if len(hs.rest) > 0 {
 		s.takeIn(len(hs.rest))
 		s.in = append(s.in, hs.rest...)

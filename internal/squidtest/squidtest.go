@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -50,6 +51,22 @@ func Start(t testing.TB, opts Options) *Proxy {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	// The port is free when chosen, not when squid binds it: another
+	// process may take it in between, and squid then exits. Try again.
+	var failures []string
+	for range 3 {
+		p, why := start(t, bin, dir, opts)
+		if p != nil {
+			return p
+		}
+		failures = append(failures, why)
+	}
+	t.Fatalf("squid did not start:\n%s", strings.Join(failures, "\n"))
+	return nil
+}
+
+// start runs squid on a free port; nil and why when it did not come up.
+func start(t testing.TB, bin, dir string, opts Options) (*Proxy, string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +80,7 @@ func Start(t testing.TB, opts Options) *Proxy {
 		"cache_log " + filepath.Join(dir, "cache.log"),
 		"coredump_dir " + dir,
 		"cache deny all",
+		"pinger_enable off", // its helper would outlive a killed squid
 		"shutdown_lifetime 0 seconds",
 		"acl lo_src src 127.0.0.1/32",
 		"acl lo_dst dst 127.0.0.1/32",
@@ -76,30 +94,41 @@ func Start(t testing.TB, opts Options) *Proxy {
 	if err := os.WriteFile(confPath, []byte(strings.Join(conf, "\n")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-N", "-f", confPath)
+	// A service name of its own: squids running at once would otherwise
+	// share their shared-memory segments.
+	cmd := exec.Command(bin, "-N", "-n", fmt.Sprintf("squidtest%d", port), "-f", confPath)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-done
-	})
+	stop := func() {
+		// SIGTERM lets squid remove its shared memory; shutdown_lifetime 0
+		// makes it quick.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
 	p := &Proxy{URL: &url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", port)}, dir: dir}
 	deadline := time.Now().Add(20 * time.Second)
 	for !p.answers() {
 		if time.Now().After(deadline) {
-			t.Fatalf("squid on %s did not answer; its log:\n%s", p.URL.Host, p.read("cache.log"))
+			stop()
+			return nil, "no answer on " + p.URL.Host + "; its log:\n" + p.read("cache.log")
 		}
 		select {
 		case <-done:
-			t.Fatalf("squid exited; its log:\n%s", p.read("cache.log"))
+			return nil, "exited; its log:\n" + p.read("cache.log")
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return p
+	t.Cleanup(stop)
+	return p, ""
 }
 
 // answers reports whether squid answers an HTTP request (its own error
