@@ -26,13 +26,6 @@ const inlineSubscribers = 4
 // own: a write costs a few microseconds, a goroutine about one.
 const minPerWorker = 64
 
-// The states of a session's fan-out.
-const (
-	fanIdle    int32 = iota // no pass: notify starts one
-	fanRunning              // a pass is writing
-	fanAgain                // it is, and must pass again: the log grew
-)
-
 // notify has every subscriber's stream write what is new.
 func (s *Session) notify() {
 	var few [inlineSubscribers]*Subscriber
@@ -52,28 +45,16 @@ func (s *Session) notify() {
 
 // startPass starts a fan-out pass, or tells the running one to pass again.
 func (s *Session) startPass() {
-	for {
-		switch s.fan.Load() {
-		case fanIdle:
-			if !s.fan.CompareAndSwap(fanIdle, fanRunning) {
-				continue
-			}
-			if !s.tasks.Add() {
-				// Closing: the streams' own goroutines write.
-				s.fan.Store(fanIdle)
-				s.wakeAll()
-				return
-			}
-			go s.passFn()
-			return
-		case fanRunning:
-			if s.fan.CompareAndSwap(fanRunning, fanAgain) {
-				return
-			}
-		default:
-			return
-		}
+	if !s.fan.Take() {
+		return // the running pass passes again: the log grew
 	}
+	if !s.tasks.Add() {
+		// Closing: the streams' own goroutines write.
+		s.fan.Drop()
+		s.wakeAll()
+		return
+	}
+	go s.passFn()
 }
 
 // keepUpWithPass waits for the running pass to end when the log has
@@ -84,7 +65,7 @@ func (s *Session) keepUpWithPass() {
 	}
 	s.passMu.Lock()
 	defer s.passMu.Unlock()
-	for gen := s.passGen; gen == s.passGen && s.fan.Load() != fanIdle; {
+	for gen := s.passGen; gen == s.passGen && !s.fan.Idle(); {
 		s.passEnd.Wait()
 	}
 }
@@ -99,10 +80,7 @@ func (s *Session) pass() {
 		s.passHead.Store(s.log.Head())
 		writeAll(s.passSubs)
 		clear(s.passSubs) // a departed subscriber is not kept until the next pass
-		done := s.fan.CompareAndSwap(fanRunning, fanIdle)
-		if !done {
-			s.fan.Store(fanRunning)
-		}
+		done := s.fan.Release()
 		s.passMu.Lock()
 		s.passGen++
 		s.passEnd.Broadcast()

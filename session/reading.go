@@ -2,9 +2,9 @@ package session
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
+	"github.com/dlsse/dlsse/internal/turn"
 	"github.com/dlsse/dlsse/upstream"
 )
 
@@ -12,7 +12,7 @@ import (
 // readable when the socket has something; a goroutine then reads and
 // ingests every whole message and ends when there is none left, so a quiet
 // stream holds no goroutine, and its deep work (decoding, fan-out) leaves
-// no stack behind. state keeps that goroutine one at a time.
+// no stack behind. The turn keeps that goroutine one at a time.
 type reading struct {
 	s       *Session
 	o       *ownership
@@ -20,17 +20,10 @@ type reading struct {
 	attempt int       // failures before this stream, for the backoff
 	opened  time.Time // when it connected: a stable one resets attempt
 
-	state      atomic.Int32
+	turn       turn.Turn   // who reads: one goroutine at a time
 	runFn      func()      // run, bound once: a go statement's wrapper would allocate
 	unwatchCtx func() bool // the tenure's end closes the stream
 }
-
-const (
-	readIdle    = iota // waiting for the watcher
-	readRunning        // a goroutine reads
-	readAgain          // and must look once more before it stops
-	readDone           // the stream ended: nothing more to do
-)
 
 // attach starts reading stream for tenure o.
 func (s *Session) attach(o *ownership, stream *upstream.Stream, attempt int) {
@@ -41,30 +34,19 @@ func (s *Session) attach(o *ownership, stream *upstream.Stream, attempt int) {
 	if err == nil {
 		err = stream.Watch(w, r.readable)
 	}
-	if err != nil && r.state.CompareAndSwap(readIdle, readDone) {
+	if err != nil && r.turn.Take() {
 		// Unwatched, the stream cannot be read: a drop like any other.
 		// (If the watcher called before Watch failed, the reader it
-		// started finds the stream closed and decides itself.)
+		// started holds the turn, finds the stream closed and decides.)
+		r.turn.End()
 		go s.streamEnded(r, err)
 	}
 }
 
 // readable is the watcher's call: it must not block.
 func (r *reading) readable() {
-	for {
-		switch r.state.Load() {
-		case readIdle:
-			if r.state.CompareAndSwap(readIdle, readRunning) {
-				go r.runFn()
-				return
-			}
-		case readRunning:
-			if r.state.CompareAndSwap(readRunning, readAgain) {
-				return
-			}
-		default: // again already, or done
-			return
-		}
+	if r.turn.Take() {
+		go r.runFn()
 	}
 }
 
@@ -73,14 +55,14 @@ func (r *reading) readable() {
 func (r *reading) run() {
 	for {
 		if err := r.drain(); err != nil {
-			r.state.Store(readDone)
+			r.turn.End()
 			r.s.streamEnded(r, err)
 			return
 		}
-		if r.state.CompareAndSwap(readRunning, readIdle) {
+		if r.turn.Release() {
 			return
 		}
-		r.state.Store(readRunning) // readable came meanwhile: look again
+		// readable came meanwhile: look again
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/dlsse/dlsse/internal/tasks"
+	"github.com/dlsse/dlsse/internal/turn"
 	"github.com/dlsse/dlsse/sse"
 	"github.com/dlsse/dlsse/upstream"
 )
@@ -35,7 +36,7 @@ type Session struct {
 	// Fan-out (fanout.go): its state, the pass bound once, the
 	// subscribers the running pass writes and the log's head when it
 	// began; publishers wait on passEnd for the pass to end (passGen).
-	fan      atomic.Int32
+	fan      turn.Turn
 	passFn   func()
 	passSubs []*Subscriber
 	passHead atomic.Uint64

@@ -5,6 +5,8 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
+
+	"github.com/dlsse/dlsse/internal/turn"
 )
 
 // A Notifier is a Feed that tells its stream when Next may have something
@@ -62,7 +64,7 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 	s := &idleStream{stream: newStream(w, opt), ctx: ctx, feed: feed, done: done}
 	s.bind()
 	s.runFn = s.run
-	s.state.Store(stateRunning) // the first run, below, writes the retry hint
+	s.turn.Hold() // the first run, below, writes the retry hint
 	s.lastWrite.Store(monotonic())
 	s.wheelIdx = -1
 	switch {
@@ -87,15 +89,6 @@ func start(ctx context.Context, w Writer, feed Notifier, opt Options, done func(
 	return s
 }
 
-// The states of an idleStream. Whoever moves it out of stateIdle owns
-// the stream (its feed's Next, its writes) until it moves it back.
-const (
-	stateIdle    int32 = iota // nobody writes: Wake starts a goroutine
-	stateRunning              // a goroutine (or a publisher, in WriteNow) is writing
-	stateAgain                // it is, and must look again before going idle
-	stateEnded                // done was called, or is about to be
-)
-
 type idleStream struct {
 	stream
 	ctx       context.Context
@@ -106,7 +99,7 @@ type idleStream struct {
 	stopCtx   func() bool // nil when the heartbeat wheel watches ctx
 	stopWatch func()      // nil without a watched Inbound
 
-	state     atomic.Int32
+	turn      turn.Turn // who writes the stream (its feed's Next, its writes)
 	pingDue   atomic.Bool
 	readDue   atomic.Bool  // the client sent something or hung up
 	lastWrite atomic.Int64 // monotonic(): the heartbeat is due a Heartbeat after it
@@ -129,20 +122,8 @@ type idleStream struct {
 // Wake implements Waker: it starts a goroutine when there is none, or
 // tells the running one to look again.
 func (s *idleStream) Wake() {
-	for {
-		switch s.state.Load() {
-		case stateIdle:
-			if s.state.CompareAndSwap(stateIdle, stateRunning) {
-				go s.runFn()
-				return
-			}
-		case stateRunning:
-			if s.state.CompareAndSwap(stateRunning, stateAgain) {
-				return
-			}
-		default: // already told, or ended
-			return
-		}
+	if s.turn.Take() {
+		go s.runFn()
 	}
 }
 
@@ -152,22 +133,8 @@ func (s *idleStream) WriteNow() {
 		s.Wake() // no socket to try: the stream's goroutine writes
 		return
 	}
-	for {
-		switch s.state.Load() {
-		case stateIdle:
-			if s.state.CompareAndSwap(stateIdle, stateRunning) {
-				if !s.writeNow() {
-					go s.runFn()
-				}
-				return
-			}
-		case stateRunning:
-			if s.state.CompareAndSwap(stateRunning, stateAgain) {
-				return
-			}
-		default:
-			return
-		}
+	if s.turn.Take() && !s.writeNow() {
+		go s.runFn()
 	}
 }
 
@@ -206,10 +173,10 @@ func (s *idleStream) writeNow() bool {
 			s.ending = end
 			return false
 		}
-		if s.state.CompareAndSwap(stateRunning, stateIdle) {
+		if s.turn.Release() {
 			return true
 		}
-		s.state.Store(stateRunning) // woken meanwhile: look again
+		// woken meanwhile: look again
 	}
 }
 
@@ -223,11 +190,11 @@ func (s *idleStream) heartbeat() {
 	} else {
 		s.timer.Reset(s.opt.Heartbeat) // the ping about to be written counts as a write
 	}
-	if s.state.Load() == stateEnded {
+	if s.turn.Ended() {
 		// end's Stop came before the Reset above (it does not wait for
 		// a running callback): stop again, or the timer would re-arm
-		// itself forever, holding the stream. end stores stateEnded
-		// before it stops the timer.
+		// itself forever, holding the stream. end ends the turn before
+		// it stops the timer.
 		s.timer.Stop()
 		return
 	}
@@ -259,11 +226,10 @@ func (s *idleStream) run() {
 			s.end(end)
 			return
 		}
-		if s.state.CompareAndSwap(stateRunning, stateIdle) {
+		if s.turn.Release() {
 			return
 		}
-		// stateAgain: something arrived while we were writing.
-		s.state.Store(stateRunning)
+		// Woken: something arrived while we were writing.
 	}
 }
 
@@ -334,7 +300,7 @@ func (s *idleStream) read() Reason {
 // end unhooks the stream from everything that could wake it, then reports
 // why it ended.
 func (s *idleStream) end(reason Reason) {
-	s.state.Store(stateEnded)
+	s.turn.End()
 	s.feed.SetWaker(nil)
 	if s.stopCtx != nil {
 		s.stopCtx()

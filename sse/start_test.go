@@ -110,9 +110,9 @@ func TestStartHoldsNoGoroutineWhenIdle(t *testing.T) {
 			t.Fatalf("first write %q", got)
 		}
 		// Idle: the stream's goroutine has exited (a parked one would
-		// be stateRunning, blocked somewhere).
-		if st := s.state.Load(); st != stateIdle {
-			t.Fatalf("state %d while idle", st)
+		// hold the turn, blocked somewhere).
+		if !s.turn.Idle() {
+			t.Fatal("the turn is held while the stream is idle")
 		}
 
 		feed.publish("data: one\n\n", "")
