@@ -134,7 +134,11 @@ func (g *Gateway) openStream(conn net.Conn, req streamRequest) {
 		g.cfg.Observer.StreamClosed(req.wire, reason)
 		sub.Close()
 		release()
-		conn.Close()
+		if reason == session.ReasonProtocolError {
+			closeAfterPeer(conn)
+		} else {
+			conn.Close()
+		}
 		if e := g.lg.Debug(); e.Enabled() {
 			e.Str("conversation_id", sub.ConversationID()).Stringer("wire", req.wire).Str("reason", string(reason)).Msg("stream closed")
 		}
@@ -349,3 +353,30 @@ func writeErrorResponse(conn net.Conn, headers string, ae *apiError) {
 	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_ = w.Flush()
 }
+
+// closeAfterPeer closes a connection whose client broke the protocol,
+// after the close frame that says why: it ends its side first (FIN) and
+// drops what the client still sends, for a moment, before closing. Closed
+// at once with the client's bytes unread, the socket would answer with a
+// reset, which can destroy the close frame before the client reads it (an
+// oversized message still arriving, say). On the stream's own goroutine,
+// which is ending; Shutdown waits at most lingerFor for it.
+func closeAfterPeer(conn net.Conn) {
+	defer conn.Close()
+	cw, ok := conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(lingerFor))
+	buf := make([]byte, 4<<10)
+	for budget := 1 << 20; budget > 0; {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return
+		}
+		budget -= n
+	}
+}
+
+// lingerFor bounds closeAfterPeer's wait for the client to close.
+const lingerFor = 500 * time.Millisecond
